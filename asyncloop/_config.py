@@ -1,0 +1,264 @@
+"""Configuration: one frozen, keyword-only dataclass per concern, checked on construction.
+
+Every range check and its error message come from one helper (`_check_range`), so the
+message always states the field, the allowed range and the value it got.
+All durations are seconds (float).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar
+
+from ._exceptions import ConfigError
+
+__all__ = ("AwsConfig", "ConsumerConfig", "LambdaConfig", "validate_queue_url")
+
+DeleteBy = Literal["consumer", "worker"]
+InvocationType = Literal["Event", "RequestResponse"]
+PayloadFormat = Literal["seed", "sqs-event"]
+
+_N = TypeVar("_N", int, float)
+
+# https://sqs.<region>.amazonaws.com/<account>/<name>, or any http(s) endpoint for emulators
+_QUEUE_URL = re.compile(r"^https?://[^/\s]+(?::\d+)?/(?P<account>[^/\s]+)/(?P<name>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)/?$")
+
+
+def _check_range(name: str, value: _N, low: _N, high: _N | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, got {value!r}", field=name)
+    if value < low or (high is not None and value > high):
+        allowed = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be in {allowed}, got {value!r}", field=name)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}", field=name)
+
+
+def validate_queue_url(url: str, *, field: str = "queue_url") -> str:
+    """Return `url` if it looks like an SQS queue URL, else raise ConfigError."""
+    if not isinstance(url, str) or not _QUEUE_URL.match(url):
+        raise ConfigError(
+            f"{field} must look like https://sqs.<region>.amazonaws.com/<account>/<queue>, got {url!r}",
+            field=field,
+        )
+    return url
+
+
+def queue_name(url: str) -> str:
+    """The queue's name: the last path segment of its URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerConfig:
+    """How the consumer receives, dispatches, acknowledges and stops."""
+
+    receivers: int = 4
+    """Concurrent ReceiveMessage long polls (1..1024). Default 4. More receivers keep a
+    high `max_in_flight` fed; each poll asks for at most `batch_size` messages."""
+
+    max_in_flight: int = 64
+    """Messages held at once, from receive to dispatch done (1..100000). Default 64. A
+    receive asks only for ``min(batch_size, free capacity)`` and waits while it is zero."""
+
+    batch_size: int = 10
+    """MaxNumberOfMessages per receive (1..10). Default 10."""
+
+    wait_time_seconds: int = 20
+    """Long-poll wait per receive (0..20, whole seconds as SQS takes them). Default 20.
+    Clamped to the time left before `duration`/`deadline`, so no poll outlives the run."""
+
+    visibility_timeout: int | None = None
+    """VisibilityTimeout asked on receive (0..43200 s), or None for the queue's own. Default None."""
+
+    delete_by: DeleteBy = "consumer"
+    """``consumer``: delete after a successful dispatch, in batches. ``worker``: never delete;
+    the worker deletes with the receipt handle it was given (the seed's design). Default consumer."""
+
+    until_empty: bool = False
+    """Stop once every receiver got an empty answer and nothing is held. Default False. With
+    ``wait_time_seconds=0`` on real SQS an empty answer can be a sampling miss: long-poll."""
+
+    duration: float | None = None
+    """Stop after this many seconds (> 0), or None. Default None."""
+
+    deadline: float | None = None
+    """Stop at this time on the event loop's clock (``anyio.current_time()``), or None. The
+    earlier of `duration` and `deadline` wins."""
+
+    shutdown_grace: float = 30.0
+    """On stop, how long in-flight dispatches may take to finish (0..3600 s) before they are
+    cancelled and their messages released. Default 30."""
+
+    ack_flush_interval: float = 0.05
+    """Longest a successful message waits for its batch of deletes to fill (0.001..10 s).
+    Default 0.05. Full batches of 10 go at once."""
+
+    ack_flush_timeout: float = 10.0
+    """On stop, how long the final shielded flush of deletes and releases may take (0.1..300 s).
+    Default 10."""
+
+    max_pending_acks: int = 1000
+    """Deletes waiting or under way before workers wait for them (10..1000000). Default 1000.
+    A slow DeleteMessageBatch then holds capacity, so it slows receiving instead of growing memory."""
+
+    delete_concurrency: int = 8
+    """DeleteMessageBatch and ChangeMessageVisibilityBatch calls under way at once (1..256). Default 8."""
+
+    delete_attempts: int = 3
+    """Tries per delete entry that fails inside a batch (1..10), after botocore's own retries of
+    the call. Default 3. After the last, the message is left to redeliver and counted."""
+
+    def __post_init__(self) -> None:
+        _check_range("receivers", self.receivers, 1, 1024)
+        _check_range("max_in_flight", self.max_in_flight, 1, 100_000)
+        _check_range("batch_size", self.batch_size, 1, 10)
+        _check_range("wait_time_seconds", self.wait_time_seconds, 0, 20)
+        if self.visibility_timeout is not None:
+            _check_range("visibility_timeout", self.visibility_timeout, 0, 43_200)
+        _check_choice("delete_by", self.delete_by, ("consumer", "worker"))
+        if self.duration is not None:
+            _check_range("duration", self.duration, 0.001, None)
+        if self.deadline is not None:
+            _check_range("deadline", self.deadline, 0.0, None)
+        _check_range("shutdown_grace", self.shutdown_grace, 0.0, 3600.0)
+        _check_range("ack_flush_interval", self.ack_flush_interval, 0.001, 10.0)
+        _check_range("ack_flush_timeout", self.ack_flush_timeout, 0.1, 300.0)
+        _check_range("max_pending_acks", self.max_pending_acks, 10, 1_000_000)
+        _check_range("delete_concurrency", self.delete_concurrency, 1, 256)
+        _check_range("delete_attempts", self.delete_attempts, 1, 10)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConsumerConfig:
+        """Build from ``ASYNCLOOP_<FIELD>`` variables (``ASYNCLOOP_MAX_IN_FLIGHT=128``)."""
+        return cls(**_from_env(cls, environ, overrides))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LambdaConfig:
+    """How messages become Lambda invokes."""
+
+    function_name: str
+    """The function's name, ARN or partial ARN; required."""
+
+    invocation_type: InvocationType = "Event"
+    """``Event`` (asynchronous: success means accepted, 202) or ``RequestResponse`` (success
+    means the function returned without ``FunctionError``). Default Event."""
+
+    payload: PayloadFormat = "seed"
+    """``seed``: the seed's consumer.js record ``{"Records": [{"sqs": {...}}]}``;
+    ``sqs-event``: a record in the shape of Lambda's own SQS event. Default seed."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.function_name, str) or not self.function_name.strip():
+            raise ConfigError(
+                f"function_name must be a non-empty string, got {self.function_name!r}",
+                field="function_name",
+            )
+        if len(self.function_name) > 170:
+            raise ConfigError(
+                f"function_name must be at most 170 characters, got {len(self.function_name)}",
+                field="function_name",
+            )
+        _check_choice("invocation_type", self.invocation_type, ("Event", "RequestResponse"))
+        _check_choice("payload", self.payload, ("seed", "sqs-event"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LambdaConfig:
+        """Build from ``ASYNCLOOP_<FIELD>`` variables."""
+        return cls(**_from_env(cls, environ, overrides))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwsConfig:
+    """How asyncloop talks to AWS (or an emulator)."""
+
+    region: str | None = None
+    """The region, or None for the environment's (``AWS_REGION``, profile). Default None."""
+
+    endpoint_url: str | None = None
+    """One endpoint for every service (moto, fauxqs, a proxy), or None for AWS. Default None."""
+
+    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    """botocore's retry mode. Default standard (exponential backoff with jitter)."""
+
+    max_attempts: int = 5
+    """botocore's attempts per call, the first included (1..20). Default 5."""
+
+    connect_timeout: float = 5.0
+    """Seconds to open a connection (0.1..120). Default 5."""
+
+    read_timeout: float = 70.0
+    """Seconds to wait for an answer (1..1000). Default 70: above SQS's 20 s long poll; raise it
+    above your function's timeout for RequestResponse invokes."""
+
+    max_pool_connections: int | None = None
+    """HTTP connections per client (1..10000), or None to size it to receivers + max_in_flight
+    (botocore's default of 10 would silently cap concurrency). Default None."""
+
+    def __post_init__(self) -> None:
+        _check_choice("retry_mode", self.retry_mode, ("standard", "adaptive", "legacy"))
+        _check_range("max_attempts", self.max_attempts, 1, 20)
+        _check_range("connect_timeout", self.connect_timeout, 0.1, 120.0)
+        _check_range("read_timeout", self.read_timeout, 1.0, 1000.0)
+        if self.max_pool_connections is not None:
+            _check_range("max_pool_connections", self.max_pool_connections, 1, 10_000)
+        if self.endpoint_url is not None and not re.match(r"^https?://[^/\s]+", self.endpoint_url):
+            raise ConfigError(
+                f"endpoint_url must be an http(s) URL, got {self.endpoint_url!r}",
+                field="endpoint_url",
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AwsConfig:
+        """Build from ``ASYNCLOOP_<FIELD>`` variables."""
+        return cls(**_from_env(cls, environ, overrides))
+
+
+def _from_env(
+    cls: type[Any], environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        key = "ASYNCLOOP_" + f.name.upper()
+        if key in env:
+            values[f.name] = _parse(f.name, env[key], _field_kind(f.type))
+    values.update(overrides)
+    return values
+
+
+def _field_kind(annotation: object) -> Callable[[str], Any]:
+    text = str(annotation)
+    if "bool" in text:
+        return _parse_bool
+    if text.startswith("int"):
+        return int
+    if text.startswith("float"):
+        return float
+    return str
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
+def _parse(name: str, raw: str, kind: Callable[[str], Any]) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(
+            f"ASYNCLOOP_{name.upper()} must be a {getattr(kind, '__name__', 'value')}, got {raw!r}",
+            field=name,
+        ) from None
