@@ -24,7 +24,9 @@ PayloadFormat = Literal["seed", "sqs-event"]
 _N = TypeVar("_N", int, float)
 
 # https://sqs.<region>.amazonaws.com/<account>/<name>, or any http(s) endpoint for emulators
-_QUEUE_URL = re.compile(r"^https?://[^/\s]+(?::\d+)?/(?P<account>[^/\s]+)/(?P<name>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)/?$")
+_QUEUE_URL = re.compile(
+    r"^https?://[^/\s]+(?::\d+)?/(?P<account>[^/\s]+)/(?P<name>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)/?$"
+)
 
 
 def _check_range(name: str, value: _N, low: _N, high: _N | None) -> None:
@@ -44,7 +46,8 @@ def validate_queue_url(url: str, *, field: str = "queue_url") -> str:
     """Return `url` if it looks like an SQS queue URL, else raise ConfigError."""
     if not isinstance(url, str) or not _QUEUE_URL.match(url):
         raise ConfigError(
-            f"{field} must look like https://sqs.<region>.amazonaws.com/<account>/<queue>, got {url!r}",
+            f"{field} must look like https://sqs.<region>.amazonaws.com/<account>/<queue>,"
+            f" got {url!r}",
             field=field,
         )
     return url
@@ -75,11 +78,13 @@ class ConsumerConfig:
     Clamped to the time left before `duration`/`deadline`, so no poll outlives the run."""
 
     visibility_timeout: int | None = None
-    """VisibilityTimeout asked on receive (0..43200 s), or None for the queue's own. Default None."""
+    """VisibilityTimeout asked on receive (0..43200 s), or None for the queue's own.
+    Default None."""
 
     delete_by: DeleteBy = "consumer"
     """``consumer``: delete after a successful dispatch, in batches. ``worker``: never delete;
-    the worker deletes with the receipt handle it was given (the seed's design). Default consumer."""
+    the worker deletes with the receipt handle it was given (the seed's design).
+    Default consumer."""
 
     until_empty: bool = False
     """Stop once every receiver got an empty answer and nothing is held. Default False. With
@@ -106,10 +111,12 @@ class ConsumerConfig:
 
     max_pending_acks: int = 1000
     """Deletes waiting or under way before workers wait for them (10..1000000). Default 1000.
-    A slow DeleteMessageBatch then holds capacity, so it slows receiving instead of growing memory."""
+    A slow DeleteMessageBatch then holds capacity, so it slows receiving instead of growing
+    memory."""
 
     delete_concurrency: int = 8
-    """DeleteMessageBatch and ChangeMessageVisibilityBatch calls under way at once (1..256). Default 8."""
+    """DeleteMessageBatch and ChangeMessageVisibilityBatch calls under way at once (1..256).
+    Default 8."""
 
     delete_attempts: int = 3
     """Tries per delete entry that fails inside a batch (1..10), after botocore's own retries of

@@ -1,4 +1,4 @@
-"""The values that cross the seams: a received message, a batch entry's failure, an invoke result."""
+"""The values that cross the seams: a message, a batch entry's failure, an invoke result."""
 
 from __future__ import annotations
 

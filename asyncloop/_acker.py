@@ -1,0 +1,286 @@
+"""Acknowledgements: deletes and visibility changes coalesced into batch calls of at most 10.
+
+Entries from every receiver and worker share one buffer per operation. A full batch of 10
+goes at once; a partial one goes when its oldest entry has waited `flush_interval`; all go on
+`close()`. Entry Ids are the entry's position in its call ("0".."9"), never the MessageId: a
+standard queue can deliver one MessageId twice, and SQS rejects a whole batch with a repeated Id.
+
+A per-entry failure that SQS marks as its own fault (``SenderFault`` false) is retried in a
+later batch, up to `attempts` tries; then the message is left to SQS and counted. Nothing is
+dropped silently: a delete that never happens means a duplicate later, never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+
+from ._exceptions import AwsError
+from ._protocols import Queue
+from ._stats import Stats
+from ._types import BatchEntryFailure, Message
+
+__all__ = ("Acker",)
+
+logger = logging.getLogger("asyncloop")
+
+_MAX_BATCH = 10
+
+
+@dataclass(slots=True)
+class _Entry:
+    message: Message
+    visibility: int = 0
+    attempt: int = 1
+
+
+class _Lane:
+    """One operation's buffer and its in-flight batch calls."""
+
+    def __init__(
+        self,
+        operation: str,
+        send: Callable[[list[_Entry]], Awaitable[Sequence[BatchEntryFailure]]],
+        on_done: Callable[[_Entry, BatchEntryFailure | AwsError | Exception | None], None],
+    ) -> None:
+        self.operation = operation
+        self.send = send
+        self.on_done = on_done
+        self.buffer: deque[_Entry] = deque()
+        self.first_at = 0.0
+        # Entries that calls already started or scheduled will take.
+        self.claimed = 0
+
+    def take(self, limit: int = _MAX_BATCH) -> list[_Entry]:
+        buffer = self.buffer
+        return [buffer.popleft() for _ in range(min(limit, len(buffer)))]
+
+
+class Acker:
+    """Batches deletes and releases for one consumer run.
+
+    Bind it to a task group (`bind`) before use; run `tick()` in that group for interval
+    flushes; call `close()` (under a shielded scope) at the end to flush everything.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        stats: Stats,
+        *,
+        flush_interval: float,
+        max_pending: int,
+        concurrency: int,
+        attempts: int,
+    ) -> None:
+        self._queue = queue
+        self._stats = stats
+        self._flush_interval = flush_interval
+        self._max_pending = max_pending
+        self._attempts = attempts
+        self._limit = asyncio.Semaphore(concurrency)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._pending = 0
+        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        self._changed = asyncio.Event()
+        self._buffered = asyncio.Event()
+        self._deletes = _Lane("DeleteMessageBatch", self._send_deletes, self._delete_done)
+        self._releases = _Lane(
+            "ChangeMessageVisibilityBatch", self._send_releases, self._release_done
+        )
+        self._lanes = (self._deletes, self._releases)
+        self._now = asyncio.get_running_loop().time
+
+    @property
+    def pending(self) -> int:
+        """Entries buffered or in a call that has not answered yet."""
+        return self._pending
+
+    def bind(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._tg = task_group
+
+    async def delete(self, message: Message) -> None:
+        """Queue `message` for deletion; waits while `max_pending` entries are pending."""
+        if self._pending >= self._max_pending:
+            await self._wait_for_space()
+        self._add(self._deletes, _Entry(message))
+
+    def delete_nowait(self, message: Message) -> None:
+        """Queue `message` for deletion without waiting for room (for shutdown paths)."""
+        self._add(self._deletes, _Entry(message))
+
+    def release(self, message: Message, visibility: int = 0) -> None:
+        """Queue a visibility change (0: visible again at once). Never waits: releases come
+        from messages the consumer already holds, so they are bounded by max_in_flight."""
+        self._add(self._releases, _Entry(message, visibility))
+
+    async def tick(self) -> None:
+        """Flush partial batches once their oldest entry has waited `flush_interval`. Runs
+        until cancelled."""
+        while True:
+            await self._buffered.wait()
+            self._buffered.clear()
+            for lane in self._lanes:
+                if lane.buffer:
+                    delay = lane.first_at + self._flush_interval - self._now()
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                    self._flush(lane, partial=True)
+            if any(lane.buffer for lane in self._lanes):
+                self._buffered.set()
+
+    async def close(self) -> None:
+        """Send everything buffered now and wait until every call has answered.
+
+        Calls run in a task group of close()'s own, so a cancelled consumer task group cannot
+        take them down; run it under a shielded, time-bounded scope.
+        """
+        self._tg = None
+        while self._pending:
+            calls = [lane for lane in self._lanes for _ in range(0, len(lane.buffer), _MAX_BATCH)]
+            if calls:
+                async with anyio.create_task_group() as tg:
+                    for lane in calls:
+                        tg.start_soon(self._call, lane)
+            else:
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _add(self, lane: _Lane, entry: _Entry) -> None:
+        if not lane.buffer:
+            lane.first_at = self._now()
+            self._buffered.set()
+        lane.buffer.append(entry)
+        self._pending += 1
+        if len(lane.buffer) >= _MAX_BATCH:
+            self._flush(lane, partial=False)
+
+    def _flush(self, lane: _Lane, *, partial: bool) -> None:
+        tg = self._tg
+        if tg is None:
+            # Unbound or closing: close() sends what is buffered.
+            return
+        due = len(lane.buffer) - lane.claimed
+        while due >= _MAX_BATCH or (partial and due > 0):
+            # The call takes its entries when it starts: a call cancelled before it starts
+            # leaves them buffered, so close() still sends them.
+            lane.claimed += min(due, _MAX_BATCH)
+            due -= _MAX_BATCH
+            tg.start_soon(self._call, lane)
+        if lane.buffer:
+            lane.first_at = self._now()
+
+    async def _call(self, lane: _Lane) -> None:
+        try:
+            async with self._limit:
+                batch = lane.take()
+                lane.claimed = max(0, lane.claimed - len(batch))
+                if not batch:
+                    return
+                self._stats.count_call(lane.operation)
+                try:
+                    failures = await lane.send(batch)
+                except AwsError as exc:
+                    for entry in batch:
+                        self._settle(lane, entry, exc, retry=exc.retryable)
+                except Exception as exc:  # a broken Queue implementation: log, count, go on
+                    logger.exception("%s failed", lane.operation)
+                    for entry in batch:
+                        self._settle(lane, entry, exc, retry=False)
+                except BaseException:
+                    # Cancelled mid-call: SQS may or may not have acted; close() sends again.
+                    lane.buffer.extendleft(reversed(batch))
+                    raise
+                else:
+                    failed = {failure.id: failure for failure in failures}
+                    for index, entry in enumerate(batch):
+                        failure = failed.get(str(index))
+                        if failure is None:
+                            self._settle(lane, entry, None, retry=False)
+                        else:
+                            self._settle(lane, entry, failure, retry=not failure.sender_fault)
+        finally:
+            self._changed.set()
+
+    def _settle(
+        self,
+        lane: _Lane,
+        entry: _Entry,
+        outcome: BatchEntryFailure | AwsError | Exception | None,
+        *,
+        retry: bool,
+    ) -> None:
+        if outcome is not None and retry and entry.attempt < self._attempts:
+            entry.attempt += 1
+            self._add(lane, entry)
+            self._pending -= 1  # _add counted it again
+            return
+        lane.on_done(entry, outcome)
+        self._pending -= 1
+        if self._space_waiters and self._pending < self._max_pending:
+            waiter = self._space_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait_for_space(self) -> None:
+        while self._pending >= self._max_pending:
+            waiter = asyncio.get_running_loop().create_future()
+            self._space_waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                # Pass a wake-up we may have consumed on to the next waiter.
+                if waiter.done() and not waiter.cancelled() and self._space_waiters:
+                    self._space_waiters.popleft().set_result(None)
+                raise
+
+    async def _send_deletes(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
+        return await self._queue.delete_batch(
+            [(str(i), entry.message.receipt_handle) for i, entry in enumerate(batch)]
+        )
+
+    async def _send_releases(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
+        return await self._queue.change_visibility_batch(
+            [(str(i), e.message.receipt_handle, e.visibility) for i, e in enumerate(batch)]
+        )
+
+    def _delete_done(
+        self, entry: _Entry, outcome: BatchEntryFailure | AwsError | Exception | None
+    ) -> None:
+        if outcome is None:
+            self._stats.deleted += 1
+            return
+        self._stats.delete_failed += 1
+        logger.warning(
+            "delete of message %s failed after %d attempt(s) (%s); it will be delivered again",
+            entry.message.message_id,
+            entry.attempt,
+            _describe(outcome),
+        )
+
+    def _release_done(
+        self, entry: _Entry, outcome: BatchEntryFailure | AwsError | Exception | None
+    ) -> None:
+        if outcome is None:
+            self._stats.released += 1
+            return
+        self._stats.release_failed += 1
+        logger.warning(
+            "visibility change of message %s failed (%s); it returns after its visibility timeout",
+            entry.message.message_id,
+            _describe(outcome),
+        )
+
+
+def _describe(outcome: BatchEntryFailure | AwsError | Exception) -> str:
+    if isinstance(outcome, BatchEntryFailure):
+        return outcome.code
+    if isinstance(outcome, AwsError):
+        return outcome.code or type(outcome).__name__
+    return type(outcome).__name__

@@ -1,0 +1,160 @@
+"""Dispatchers: a Lambda ``Invoke`` per message, or an in-process callable.
+
+Both raise `DispatchError` subclasses on failure and nothing else, so the consumer's
+contract is simple: returned means done (delete), raised means leave it to SQS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from ._config import LambdaConfig, _check_range
+from ._exceptions import (
+    AwsError,
+    ConfigError,
+    DispatchError,
+    DispatchThrottled,
+    HandlerFailed,
+    PayloadTooLarge,
+)
+from ._payload import build_payload, queue_arn
+from ._protocols import LambdaInvoker
+from ._types import Message
+
+__all__ = ("CallableDispatcher", "LambdaDispatcher", "load_handler")
+
+# Lambda's invoke payload limits: 6 MB synchronous; 1 MB asynchronous (raised from 256 KB in
+# 2025; set event_payload_limit lower if your account or region still has the old one).
+REQUEST_RESPONSE_PAYLOAD_LIMIT = 6 * 1024 * 1024
+EVENT_PAYLOAD_LIMIT = 1024 * 1024
+
+Handler = Callable[[Message], Any]
+
+
+class LambdaDispatcher:
+    """Invokes `config.function_name` once per message.
+
+    Success is a 202 for ``Event`` (accepted), a 200 without ``FunctionError`` for
+    ``RequestResponse`` (the function returned). A 429 raises `DispatchThrottled`, a
+    ``FunctionError`` `HandlerFailed`, a payload over the limit `PayloadTooLarge`.
+    """
+
+    operation = "Invoke"
+
+    def __init__(
+        self,
+        *,
+        invoker: LambdaInvoker,
+        config: LambdaConfig,
+        queue_url: str,
+        region: str | None = None,
+        event_payload_limit: int = EVENT_PAYLOAD_LIMIT,
+    ) -> None:
+        self.invoker = invoker
+        self.config = config
+        self.queue_url = queue_url
+        self._source_arn = queue_arn(queue_url, region)
+        self._expected_status = 202 if config.invocation_type == "Event" else 200
+        self._limit = (
+            event_payload_limit
+            if config.invocation_type == "Event"
+            else REQUEST_RESPONSE_PAYLOAD_LIMIT
+        )
+
+    async def dispatch(self, message: Message) -> None:
+        config = self.config
+        payload = build_payload(
+            message, queue_url=self.queue_url, payload=config.payload, source_arn=self._source_arn
+        )
+        if len(payload) > self._limit:
+            raise PayloadTooLarge(
+                f"payload of message {message.message_id} is {len(payload)} bytes; "
+                f"{config.invocation_type} invokes take at most {self._limit}",
+                message_id=message.message_id,
+            )
+        try:
+            result = await self.invoker.invoke(
+                function_name=config.function_name,
+                payload=payload,
+                invocation_type=config.invocation_type,
+            )
+        except AwsError as exc:
+            kind = DispatchThrottled if exc.throttled else DispatchError
+            raise kind(
+                f"Invoke of {config.function_name} failed: {exc.code or type(exc).__name__}",
+                message_id=message.message_id,
+            ) from exc
+        if result.function_error:
+            raise HandlerFailed(
+                f"{config.function_name} reported {result.function_error}",
+                message_id=message.message_id,
+            )
+        if result.status_code != self._expected_status:
+            raise DispatchError(
+                f"Invoke of {config.function_name} answered {result.status_code}, "
+                f"expected {self._expected_status}",
+                message_id=message.message_id,
+            )
+
+
+class CallableDispatcher:
+    """Runs a Python callable per message: awaited if async, else in a worker thread.
+
+    Sync callables share a `thread_limit` of worker threads (their own limit, not anyio's
+    default one). Any exception the callable raises is a failure (`HandlerFailed`).
+    """
+
+    operation = None
+
+    def __init__(self, func: Handler, *, thread_limit: int = 16) -> None:
+        if not callable(func):
+            raise ConfigError(f"handler must be callable, got {func!r}", field="handler")
+        _check_range("thread_limit", thread_limit, 1, 1024)
+        self.func = func
+        self._is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+        )
+        self._limiter = anyio.CapacityLimiter(thread_limit)
+
+    async def dispatch(self, message: Message) -> None:
+        try:
+            if self._is_async:
+                result = self.func(message)
+                await result
+            else:
+                await anyio.to_thread.run_sync(self.func, message, limiter=self._limiter)
+        except DispatchError:
+            raise
+        except Exception as exc:
+            raise HandlerFailed(
+                f"handler raised {type(exc).__name__}", message_id=message.message_id
+            ) from exc
+
+
+def load_handler(spec: str) -> Callable[[Message], Awaitable[None] | None]:
+    """Import ``module:function`` (dots allowed on both sides); ConfigError if it fails."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"handler must look like module:function, got {spec!r}", field="handler")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"handler module {module_name!r} cannot be imported: {exc}", field="handler"
+        ) from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(
+                f"handler {spec!r}: {module_name} has no attribute {attr!r}", field="handler"
+            ) from None
+    if not callable(target):
+        raise ConfigError(f"handler {spec!r} is not callable", field="handler")
+    return target  # type: ignore[no-any-return]

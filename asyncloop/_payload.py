@@ -1,0 +1,113 @@
+"""Lambda payloads built from a received message, and parsed back by the worker side.
+
+Two shapes:
+
+- ``seed``: exactly what the seed's consumer.js sends, one record per invoke::
+
+      {"Records": [{"sqs": {"QueueUrl", "MessageId", "ReceiptHandle", "MD5OfBody", "Body"}}]}
+
+- ``sqs-event``: one record in the shape of Lambda's own SQS event source mapping, so an
+  existing SQS-triggered function can be invoked unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._config import PayloadFormat
+from ._exceptions import ConfigError
+from ._types import Message
+
+__all__ = ("build_payload", "parse_seed_payload", "queue_arn")
+
+_SQS_HOST = re.compile(r"^https?://sqs[.-](?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def queue_arn(queue_url: str, region: str | None = None) -> str:
+    """The queue's ARN from its URL (region from the host, else `region`, else us-east-1)."""
+    match = _SQS_HOST.match(queue_url)
+    found_region = match.group("region") if match else (region or "us-east-1")
+    parts = queue_url.rstrip("/").split("/")
+    return f"arn:aws:sqs:{found_region}:{parts[-2]}:{parts[-1]}"
+
+
+def build_payload(
+    message: Message, *, queue_url: str, payload: PayloadFormat, source_arn: str | None = None
+) -> bytes:
+    """The invoke payload for `message`, UTF-8 encoded JSON."""
+    if payload == "seed":
+        record: dict[str, Any] = {
+            "sqs": {
+                "QueueUrl": queue_url,
+                "MessageId": message.message_id,
+                "ReceiptHandle": message.receipt_handle,
+                "MD5OfBody": message.md5_of_body,
+                "Body": message.body,
+            }
+        }
+        # FIFO ids travel with the record so a worker can see ordering context.
+        group = message.attributes.get("MessageGroupId")
+        if group is not None:
+            record["sqs"]["MessageGroupId"] = group
+            dedup = message.attributes.get("MessageDeduplicationId")
+            if dedup is not None:
+                record["sqs"]["MessageDeduplicationId"] = dedup
+    elif payload == "sqs-event":
+        arn = source_arn or queue_arn(queue_url)
+        record = {
+            "messageId": message.message_id,
+            "receiptHandle": message.receipt_handle,
+            "body": message.body,
+            "attributes": dict(message.attributes),
+            "messageAttributes": _event_attributes(message.message_attributes),
+            "md5OfBody": message.md5_of_body,
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": arn.split(":")[3],
+        }
+    else:
+        raise ConfigError(
+            f"payload must be one of seed, sqs-event, got {payload!r}", field="payload"
+        )
+    return _dumps({"Records": [record]}).encode("utf-8")
+
+
+def _event_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """ReceiveMessage's MessageAttributes in the Lambda SQS event's camelCase shape."""
+    out: dict[str, Any] = {}
+    for name, value in attributes.items():
+        binary = value.get("BinaryValue")
+        out[name] = {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": base64.b64encode(binary).decode("ascii") if binary else None,
+            "stringListValues": list(value.get("StringListValues", [])),
+            "binaryListValues": [
+                base64.b64encode(b).decode("ascii") for b in value.get("BinaryListValues", [])
+            ],
+            "dataType": value.get("DataType", "String"),
+        }
+    return out
+
+
+def parse_seed_payload(event: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The ``sqs`` records of a seed payload; raises ValueError naming what is wrong."""
+    if not isinstance(event, Mapping):
+        raise ValueError(f"seed payload must be a JSON object, got {type(event).__name__}")
+    records = event.get("Records")
+    if not isinstance(records, list) or not records:
+        raise ValueError("seed payload must have a non-empty 'Records' list")
+    out = []
+    for index, record in enumerate(records):
+        sqs = record.get("sqs") if isinstance(record, Mapping) else None
+        if not isinstance(sqs, Mapping):
+            raise ValueError(f"Records[{index}] must have an 'sqs' object")
+        for key in ("QueueUrl", "MessageId", "ReceiptHandle", "Body"):
+            if not isinstance(sqs.get(key), str):
+                raise ValueError(f"Records[{index}].sqs.{key} must be a string")
+        out.append(dict(sqs))
+    return out

@@ -1,0 +1,171 @@
+"""Counters and latency histograms of one consumer run.
+
+The histogram has fixed, log-spaced buckets (1% apart, 1 us to about 3 h), so recording is O(1)
+and memory does not grow with the number of messages: a million-message run costs the same
+few kilobytes as a hundred-message one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ("LatencyHistogram", "Stats")
+
+# Bucket i holds values in [GROWTH**i, GROWTH**(i+1)) microseconds.
+_GROWTH = 1.01
+_SCALE = 1.0 / math.log(_GROWTH)
+_BUCKETS = int(math.log(1e10) * _SCALE) + 2  # up to 1e10 us (about 2.8 h)
+
+
+class LatencyHistogram:
+    """Records durations in seconds; answers percentiles within 1% of the true value."""
+
+    __slots__ = ("_counts", "count", "max", "min", "total")
+
+    def __init__(self) -> None:
+        self._counts = [0] * _BUCKETS
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = 0.0
+
+    def record(self, seconds: float) -> None:
+        micros = seconds * 1e6
+        index = int(math.log(micros) * _SCALE) if micros > 1.0 else 0
+        self._counts[index if index < _BUCKETS else _BUCKETS - 1] += 1
+        self.count += 1
+        self.total += seconds
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add `other`'s recordings to this one (for aggregating repeats or consumers)."""
+        for i, n in enumerate(other._counts):
+            if n:
+                self._counts[i] += n
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    def percentile(self, q: float) -> float | None:
+        """The `q`-th percentile (0 < q <= 100) in seconds, or None when nothing was recorded."""
+        if not 0 < q <= 100:
+            raise ValueError(f"q must be in (0, 100], got {q!r}")
+        if self.count == 0:
+            return None
+        rank = math.ceil(self.count * q / 100.0)
+        seen = 0
+        for index, n in enumerate(self._counts):
+            seen += n
+            if seen >= rank:
+                # The bucket's geometric middle, clamped to what was really seen.
+                middle = _GROWTH ** (index + 0.5) / 1e6 if index else 0.5e-6
+                return min(max(middle, self.min), self.max)
+        return self.max
+
+    def summary_ms(self) -> dict[str, float | None]:
+        """``{"p50", "p95", "p99", "max"}`` in milliseconds (None when empty)."""
+        out: dict[str, float | None] = {}
+        for name, q in (("p50", 50.0), ("p95", 95.0), ("p99", 99.0)):
+            value = self.percentile(q)
+            out[name] = None if value is None else round(value * 1e3, 3)
+        out["max"] = round(self.max * 1e3, 3) if self.count else None
+        return out
+
+
+class Stats:
+    """What one consumer run did. Counters are plain attributes: read them at any time.
+
+    - `received`: messages returned by ReceiveMessage.
+    - `dispatched`: dispatches started; `succeeded` + `failed` of them finished.
+    - `throttled`: failures that were the target refusing for capacity (a subset of `failed`).
+    - `deleted`: messages deleted by the consumer; `delete_failed`: deletes given up after
+      retries (the message comes back: a duplicate later, never a loss).
+    - `released`: messages made visible again at once (unstarted at stop, or cancelled);
+      `release_failed`: releases that failed (the message returns after its visibility timeout).
+    - `api_calls`: calls made, by operation name (ReceiveMessage, DeleteMessageBatch, Invoke, ...).
+    - `receive_to_done` / `send_to_done`: latency from receive (or from ``SentTimestamp``) to
+      the dispatch's success.
+    """
+
+    __slots__ = (
+        "api_calls",
+        "delete_failed",
+        "deleted",
+        "dispatched",
+        "failed",
+        "peak_in_flight",
+        "receive_to_done",
+        "received",
+        "release_failed",
+        "released",
+        "send_to_done",
+        "started_at",
+        "stopped_at",
+        "succeeded",
+        "throttled",
+    )
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.dispatched = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.throttled = 0
+        self.deleted = 0
+        self.delete_failed = 0
+        self.released = 0
+        self.release_failed = 0
+        self.peak_in_flight = 0
+        self.api_calls: dict[str, int] = {}
+        self.receive_to_done = LatencyHistogram()
+        self.send_to_done = LatencyHistogram()
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+
+    def count_call(self, operation: str, n: int = 1) -> None:
+        self.api_calls[operation] = self.api_calls.get(operation, 0) + n
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the start of the run to its end (or to now, on the loop's clock, while
+        it runs: pass nothing, read it after `run()` returns)."""
+        if self.started_at is None or self.stopped_at is None:
+            return 0.0
+        return self.stopped_at - self.started_at
+
+    @property
+    def throughput_msgs_s(self) -> float:
+        """Succeeded messages per second over the run."""
+        duration = self.duration_s
+        return self.succeeded / duration if duration > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the CLI's ``--json`` line)."""
+        return {
+            "received": self.received,
+            "dispatched": self.dispatched,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "throttled": self.throttled,
+            "deleted": self.deleted,
+            "delete_failed": self.delete_failed,
+            "released": self.released,
+            "release_failed": self.release_failed,
+            "peak_in_flight": self.peak_in_flight,
+            "duration_s": round(self.duration_s, 6),
+            "throughput_msgs_s": round(self.throughput_msgs_s, 3),
+            "latency_ms": self.receive_to_done.summary_ms(),
+            "send_to_done_ms": self.send_to_done.summary_ms(),
+            "api_calls": dict(sorted(self.api_calls.items())),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Stats(received={self.received}, succeeded={self.succeeded}, failed={self.failed}, "
+            f"deleted={self.deleted}, released={self.released})"
+        )
