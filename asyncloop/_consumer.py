@@ -52,10 +52,11 @@ _BACKOFF_CAP_SEVERE = 60.0
 class _Capacity:
     """At most `total` messages held; receivers take up to a batch, waiting for `low_water`.
 
-    A receiver waits until at least `low_water` slots are free (or all of them, if fewer
-    exist), then takes ``min(want, free)``. Waiting for a few free slots instead of one keeps
-    receives near full batches at saturation (fewer API calls per message) while losing
-    little concurrency: `low_water` is a tenth of the capacity, at most a batch.
+    A receiver waits until at least `low_water` slots are free, then takes
+    ``min(want, free)``. Completions of one received batch tend to land in the same event
+    loop turn, so even `low_water` = 1 usually refills whole batches; at very high capacity
+    a larger mark (a hundredth of the capacity, at most a batch) keeps receives full at
+    almost no cost in concurrency.
     """
 
     def __init__(self, total: int, batch_size: int) -> None:

@@ -97,9 +97,7 @@ class QueueNotFound(QueueError):
 class FunctionError(AwsError):
     """A Lambda call failed before or around the function (not the function's own failure)."""
 
-    def __init__(
-        self, message: str, *, function_name: str | None = None, **kwargs: object
-    ) -> None:
+    def __init__(self, message: str, *, function_name: str | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.function_name = function_name
 
