@@ -47,6 +47,10 @@ _BACKOFF_CAP = 20.0
 # Missing queue or refused credentials will not fix themselves quickly.
 _BACKOFF_BASE_SEVERE = 2.0
 _BACKOFF_CAP_SEVERE = 60.0
+# Short polls (wait_time_seconds=0) that come back empty pause, doubling up to a second,
+# so an idle queue is not polled in a tight loop.
+_EMPTY_PAUSE_MIN = 0.01
+_EMPTY_PAUSE_MAX = 1.0
 
 
 class _Capacity:
@@ -296,6 +300,7 @@ class Consumer:
         capacity = self._capacity
         queue = self.queue
         failures = 0
+        empty_pause = 0.0
         while not self._stopping:
             taken = await capacity.take(config.batch_size)
             if taken == 0:
@@ -323,7 +328,11 @@ class Consumer:
             if got == 0:
                 if config.until_empty:
                     await self._park()
+                elif wait == 0:
+                    empty_pause = min(_EMPTY_PAUSE_MAX, max(_EMPTY_PAUSE_MIN, empty_pause * 2))
+                    await self._pause(empty_pause)
                 continue
+            empty_pause = 0.0
             stats.received += got
             self._held += got
             if self._held > stats.peak_in_flight:
@@ -358,8 +367,12 @@ class Consumer:
             exc.code or exc,
             delay,
         )
+        await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop."""
         assert self._stop_event is not None
-        with anyio.move_on_after(delay):
+        with anyio.move_on_after(seconds):
             await self._stop_event.wait()
 
     async def _park(self) -> None:

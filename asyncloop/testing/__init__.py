@@ -1,4 +1,5 @@
-"""Test helpers: in-memory SQS and Lambda fakes with real semantics, and fault injection.
+"""Test helpers: in-memory SQS and Lambda fakes with real semantics, fault injection, and
+local servers (moto, fauxqs, a Lambda Invoke endpoint, a fault-injecting HTTP proxy).
 
 Use them to test your own handlers without AWS::
 
@@ -15,5 +16,28 @@ from ._fakes import FakeLambda as FakeLambda
 from ._fakes import FakeQueue as FakeQueue
 from ._fakes import FaultPlan as FaultPlan
 from ._fakes import Latency as Latency
+from ._fault_proxy import FaultProxy as FaultProxy
+from ._fault_proxy import Faults as Faults
+from ._fauxqs import FauxqsError as FauxqsError
+from ._fauxqs import FauxqsServer as FauxqsServer
+from ._fauxqs import ensure_fauxqs as ensure_fauxqs
+from ._fauxqs import node_available as node_available
+from ._lambda_server import Invocation as Invocation
+from ._lambda_server import LambdaServer as LambdaServer
+from ._moto import MotoServer as MotoServer
 
-__all__ = ("FakeLambda", "FakeQueue", "FaultPlan", "Latency")
+__all__ = (
+    "FakeLambda",
+    "FakeQueue",
+    "FaultPlan",
+    "FaultProxy",
+    "Faults",
+    "FauxqsError",
+    "FauxqsServer",
+    "Invocation",
+    "LambdaServer",
+    "Latency",
+    "MotoServer",
+    "ensure_fauxqs",
+    "node_available",
+)

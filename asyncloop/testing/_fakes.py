@@ -310,8 +310,8 @@ class FakeQueue:
             if faults.draw(chance):
                 faults.injected["spike"] += 1
                 seconds += extra
-        if seconds > 0:
-            await anyio.sleep(seconds)
+        # Always yield, as a real request would: a fake that never suspends hides busy loops.
+        await anyio.sleep(seconds if seconds > 0 else 0)
         if faults is not None:
             if faults.draw(faults.throttles.get(operation, 0.0)):
                 faults.injected[f"{operation}:throttle"] += 1
@@ -511,8 +511,7 @@ class FakeLambda:
             self.peak_in_flight = self.in_flight
         try:
             seconds = self.latency() if callable(self.latency) else self.latency
-            if seconds > 0:
-                await anyio.sleep(seconds)
+            await anyio.sleep(seconds if seconds > 0 else 0)
             faults = self.faults
             if faults is not None and faults.draw(faults.throttles.get("Invoke", 0.0)):
                 faults.injected["Invoke:throttle"] += 1

@@ -1,0 +1,585 @@
+"""Unit tests of the AWS boundary: the error table, `map_errors`, and the client-side checks.
+
+No network: botocore errors are constructed, and the clients are small recording fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aiobotocore.response import AioReadTimeoutError
+from botocore import exceptions as bce
+
+from asyncloop._aws import (
+    ERROR_TABLE,
+    AioLambdaInvoker,
+    AwsClients,
+    SqsQueue,
+    map_errors,
+)
+from asyncloop._config import AwsConfig
+from asyncloop._exceptions import (
+    AwsError,
+    ConfigError,
+    CredentialsError,
+    FunctionError,
+    FunctionNotFound,
+    QueueError,
+    QueueNotFound,
+    TransportError,
+)
+from asyncloop._types import BatchEntryFailure, Message
+
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
+FUNCTION = "worker"
+
+
+def client_error(
+    code: str,
+    *,
+    status: int = 400,
+    message: str = "it went wrong",
+    operation: str = "ReceiveMessage",
+    query_code: str | None = None,
+) -> bce.ClientError:
+    error: dict[str, Any] = {"Code": code, "Message": message}
+    if query_code is not None:
+        error["QueryErrorCode"] = query_code
+    return bce.ClientError(
+        {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
+    )
+
+
+def translate(
+    exc: BaseException, *, queue_url: str | None = None, function_name: str | None = None
+) -> BaseException:
+    """What `map_errors` raises when `exc` is raised inside it."""
+    # Any type: which type comes out is what the tests check
+    with (
+        pytest.raises(BaseException) as caught,  # noqa: PT011
+        map_errors("TheOperation", queue_url=queue_url, function_name=function_name),
+    ):
+        raise exc
+    return caught.value
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "context", "expected", "retryable", "throttled"),
+    [
+        ("AWS.SimpleQueueService.NonExistentQueue", "queue", QueueNotFound, False, False),
+        ("QueueDoesNotExist", "queue", QueueNotFound, False, False),
+        ("ResourceNotFoundException", "function", FunctionNotFound, False, False),
+        ("InvalidClientTokenId", "queue", CredentialsError, False, False),
+        ("UnrecognizedClientException", "function", CredentialsError, False, False),
+        ("AccessDenied", None, CredentialsError, False, False),
+        ("AccessDeniedException", "function", CredentialsError, False, False),
+        ("ExpiredToken", "queue", CredentialsError, False, False),
+        ("SignatureDoesNotMatch", "queue", CredentialsError, False, False),
+        ("ThrottlingException", None, AwsError, True, True),
+        ("TooManyRequestsException", "function", FunctionError, True, True),
+        ("RequestThrottled", "queue", QueueError, True, True),
+        ("ProvisionedThroughputExceededException", None, AwsError, True, True),
+        ("SlowDown", None, AwsError, True, True),
+        ("OverLimit", "queue", QueueError, True, True),
+        ("InternalError", "queue", QueueError, True, False),
+        ("ServiceException", "function", FunctionError, True, False),
+        ("ResourceConflictException", "function", FunctionError, True, False),
+        ("InvalidParameterValue", "queue", QueueError, False, False),
+    ],
+)
+def test_known_codes_translate_to_the_expected_error(
+    code: str,
+    context: str | None,
+    expected: type[AwsError],
+    retryable: bool,
+    throttled: bool,
+) -> None:
+    # GIVEN an AWS error with this code, raised by an SQS call, a Lambda call, or another call
+    original = client_error(code, status=500 if retryable and not throttled else 400)
+    # WHEN it crosses map_errors
+    error = translate(
+        original,
+        queue_url=QUEUE_URL if context == "queue" else None,
+        function_name=FUNCTION if context == "function" else None,
+    )
+    # THEN it is exactly the expected class, with the table's flags and the original as cause
+    assert type(error) is expected
+    assert isinstance(error, AwsError)
+    assert (error.retryable, error.throttled) == (retryable, throttled)
+    assert error.code == code
+    assert error.operation == "TheOperation"
+    assert error.__cause__ is original
+
+
+@pytest.mark.parametrize(("code", "rule"), sorted(ERROR_TABLE.items()))
+def test_every_table_row_is_applied(code: str, rule: Any) -> None:
+    # GIVEN a row, and the context its class needs (a queue URL for a QueueError...)
+    expected = rule.error or AwsError
+    queue_url = QUEUE_URL if issubclass(expected, QueueError) else None
+    function_name = FUNCTION if issubclass(expected, FunctionError) else None
+    # WHEN its code crosses map_errors with a status that alone would say otherwise
+    error = translate(
+        client_error(code, status=418), queue_url=queue_url, function_name=function_name
+    )
+    # THEN the row decides
+    assert type(error) is expected
+    assert isinstance(error, AwsError)
+    assert (error.retryable, error.throttled) == (rule.retryable, rule.throttled)
+    assert not rule.throttled or rule.retryable, "a throttled error is always retryable"
+
+
+def test_resource_not_found_is_a_missing_function_only_on_a_lambda_call() -> None:
+    # GIVEN Kinesis's or SQS's ResourceNotFoundException (the code is shared)
+    kinesis = translate(client_error("ResourceNotFoundException"))
+    sqs = translate(client_error("ResourceNotFoundException"), queue_url=QUEUE_URL)
+    # THEN it is the call's own class, not FunctionNotFound
+    assert type(kinesis) is AwsError
+    assert type(sqs) is QueueError
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable", "throttled"),
+    [
+        (400, False, False),
+        (403, False, False),
+        (429, True, True),
+        (500, True, False),
+        (503, True, False),
+    ],
+)
+def test_unknown_codes_fall_back_on_the_http_status(
+    status: int, retryable: bool, throttled: bool
+) -> None:
+    error = translate(client_error("SomethingNew", status=status), queue_url=QUEUE_URL)
+    assert type(error) is QueueError
+    assert (error.retryable, error.throttled) == (retryable, throttled)
+    assert error.code == "SomethingNew"
+
+
+def test_lambda_502_for_a_misconfigured_function_is_not_retryable() -> None:
+    # Lambda answers KMSAccessDeniedException with 502: the status alone would say "retry"
+    error = translate(client_error("KMSAccessDeniedException", status=502), function_name=FUNCTION)
+    assert type(error) is FunctionError
+    assert not error.retryable
+
+
+def test_query_error_code_is_used_when_the_code_is_unknown() -> None:
+    original = client_error("com.amazonaws.sqs#Odd", query_code="QueueDoesNotExist")
+    error = translate(original, queue_url=QUEUE_URL)
+    assert type(error) is QueueNotFound
+
+
+def test_errors_carry_their_context_and_a_readable_message() -> None:
+    # GIVEN SQS saying the queue does not exist
+    original = client_error(
+        "AWS.SimpleQueueService.NonExistentQueue", message="The specified queue does not exist."
+    )
+    # WHEN it crosses map_errors
+    error = translate(original, queue_url=QUEUE_URL)
+    # THEN the error names the call, the queue, the code and AWS's message
+    assert isinstance(error, QueueNotFound)
+    assert error.queue_url == QUEUE_URL
+    assert error.code == "AWS.SimpleQueueService.NonExistentQueue"
+    text = str(error)
+    assert "TheOperation" in text
+    assert QUEUE_URL in text
+    assert "NonExistentQueue" in text
+    assert "The specified queue does not exist." in text
+
+
+def test_function_errors_carry_the_function_name() -> None:
+    error = translate(client_error("ResourceNotFoundException"), function_name=FUNCTION)
+    assert isinstance(error, FunctionNotFound)
+    assert error.function_name == FUNCTION
+
+
+# --- errors that are not ClientError --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        bce.NoCredentialsError(),
+        bce.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
+        bce.CredentialRetrievalError(provider="sso", error_msg="expired"),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_missing_credentials_become_credentials_error(original: Exception) -> None:
+    error = translate(original, queue_url=QUEUE_URL)
+    assert type(error) is CredentialsError
+    assert not error.retryable
+    assert error.code == type(original).__name__
+    assert error.__cause__ is original
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        bce.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+        bce.ConnectTimeoutError(endpoint_url="http://127.0.0.1:9"),
+        bce.ReadTimeoutError(endpoint_url="http://127.0.0.1:9"),
+        bce.ConnectionClosedError(endpoint_url="http://127.0.0.1:9"),
+        AioReadTimeoutError(endpoint_url="http://127.0.0.1:9", error="slow"),
+        aiohttp.ClientConnectionError("reset"),
+        aiohttp.ClientPayloadError("truncated"),
+        TimeoutError(),  # asyncio.TimeoutError since 3.11
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_transport_failures_become_retryable_transport_error(original: Exception) -> None:
+    error = translate(original, function_name=FUNCTION)
+    assert type(error) is TransportError
+    assert error.retryable
+    assert not error.throttled
+    assert error.operation == "TheOperation"
+    assert error.code == type(original).__name__
+    assert error.__cause__ is original
+
+
+def test_no_region_is_a_config_error() -> None:
+    error = translate(bce.NoRegionError())
+    assert isinstance(error, ConfigError)
+    assert error.field == "region"
+
+
+def test_other_botocore_errors_become_aws_errors() -> None:
+    # A ParamValidationError is our bug, but the core still must not see a botocore type
+    original = bce.ParamValidationError(report="Unknown parameter")
+    error = translate(original, queue_url=QUEUE_URL)
+    assert type(error) is QueueError
+    assert not error.retryable
+    assert error.code == "ParamValidationError"
+
+
+# --- what map_errors leaves alone -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        asyncio.CancelledError(),
+        KeyboardInterrupt(),
+        ValueError("not an AWS error"),
+        QueueNotFound("already translated", operation="Inner", queue_url=QUEUE_URL),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_other_exceptions_pass_through_unchanged(original: BaseException) -> None:
+    assert translate(original, queue_url=QUEUE_URL) is original
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_call_stays_cancelled() -> None:
+    # GIVEN a call under way inside map_errors, in a scope that is cancelled
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        with map_errors("ReceiveMessage", queue_url=QUEUE_URL):
+            await anyio.sleep(10)
+    # THEN the cancellation reached its scope untranslated
+    assert scope.cancelled_caught
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_task_inside_map_errors_cancels_it() -> None:
+    started = asyncio.Event()
+
+    async def call() -> None:
+        with map_errors("Invoke", function_name=FUNCTION):
+            started.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(call())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+# --- import cost ------------------------------------------------------------------------------
+
+
+def test_importing_the_boundary_does_not_import_aioboto3() -> None:
+    code = (
+        "import sys, asyncloop._aws\n"
+        "heavy = ('aioboto3', 'aiobotocore', 'botocore', 'aiohttp')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == ""
+
+
+# --- SqsQueue and AioLambdaInvoker over fakes -------------------------------------------------
+
+
+class RecordingSqsClient:
+    """Answers like aiobotocore's SQS client, and records each call."""
+
+    def __init__(self, responses: dict[str, Any] | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.responses = responses or {}
+
+    async def _call(self, name: str, kwargs: dict[str, Any]) -> Any:
+        self.calls.append((name, kwargs))
+        answer = self.responses.get(name, {})
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def receive_message(self, **kwargs: Any) -> Any:
+        return await self._call("receive_message", kwargs)
+
+    async def delete_message_batch(self, **kwargs: Any) -> Any:
+        return await self._call("delete_message_batch", kwargs)
+
+    async def change_message_visibility_batch(self, **kwargs: Any) -> Any:
+        return await self._call("change_message_visibility_batch", kwargs)
+
+    async def get_queue_attributes(self, **kwargs: Any) -> Any:
+        return await self._call("get_queue_attributes", kwargs)
+
+
+def handles(n: int) -> list[tuple[str, str]]:
+    return [(f"e{i}", f"handle-{i}") for i in range(n)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [],
+        handles(11),
+        [("same", "h1"), ("same", "h2")],
+        [("has space", "h1")],
+        [("x" * 81, "h1")],
+    ],
+    ids=["empty", "eleven", "repeated-id", "bad-id", "long-id"],
+)
+async def test_batches_that_sqs_would_reject_are_refused_before_sending(
+    entries: list[tuple[str, str]],
+) -> None:
+    client = RecordingSqsClient()
+    queue = SqsQueue(client, QUEUE_URL)
+    with pytest.raises(ValueError, match="DeleteMessageBatch"):
+        await queue.delete_batch(entries)
+    with pytest.raises(ValueError, match="ChangeMessageVisibilityBatch"):
+        await queue.change_visibility_batch([(i, h, 0) for i, h in entries])
+    assert client.calls == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_messages": 0, "wait_time_seconds": 0},
+        {"max_messages": 11, "wait_time_seconds": 0},
+        {"max_messages": 10, "wait_time_seconds": 21},
+        {"max_messages": 10, "wait_time_seconds": 0, "visibility_timeout": 43_201},
+    ],
+)
+async def test_receive_refuses_values_sqs_would_reject(kwargs: dict[str, int]) -> None:
+    client = RecordingSqsClient()
+    with pytest.raises(ValueError, match=r"must be in \d+\.\.\d+"):
+        await SqsQueue(client, QUEUE_URL).receive(**kwargs)
+    assert client.calls == []
+
+
+@pytest.mark.asyncio
+async def test_a_visibility_timeout_out_of_range_is_refused() -> None:
+    client = RecordingSqsClient()
+    with pytest.raises(ValueError, match=r"0\.\.43200"):
+        await SqsQueue(client, QUEUE_URL).change_visibility_batch([("a", "h", 43_201)])
+    assert client.calls == []
+
+
+def test_a_malformed_queue_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="queue_url"):
+        SqsQueue(RecordingSqsClient(), "not-a-url")
+
+
+@pytest.mark.asyncio
+async def test_receive_asks_for_every_attribute_and_builds_messages() -> None:
+    # GIVEN SQS answering one message
+    raw = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "rh-1",
+        "Body": "hello",
+        "MD5OfBody": "5d41402abc4b2a76b9719d911017c592",
+        "Attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1700000000000"},
+        "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}},
+    }
+    client = RecordingSqsClient({"receive_message": {"Messages": [raw]}})
+    before = anyio.current_time()
+    # WHEN receiving with a visibility timeout
+    messages = await SqsQueue(client, QUEUE_URL).receive(
+        max_messages=10, wait_time_seconds=1, visibility_timeout=30
+    )
+    after = anyio.current_time()
+    # THEN the request asks for all attributes, and the message is built from the answer
+    [(name, request)] = client.calls
+    assert name == "receive_message"
+    assert request == {
+        "QueueUrl": QUEUE_URL,
+        "MaxNumberOfMessages": 10,
+        "WaitTimeSeconds": 1,
+        "VisibilityTimeout": 30,
+        "MessageSystemAttributeNames": ["All"],
+        "AttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+    [message] = messages
+    assert isinstance(message, Message)
+    assert (message.message_id, message.receipt_handle, message.body) == ("m-1", "rh-1", "hello")
+    assert message.receive_count == 2
+    assert message.message_attributes == raw["MessageAttributes"]
+    assert before <= message.received_at <= after
+
+
+@pytest.mark.asyncio
+async def test_receive_leaves_visibility_to_the_queue_by_default() -> None:
+    client = RecordingSqsClient()
+    assert await SqsQueue(client, QUEUE_URL).receive(max_messages=1, wait_time_seconds=0) == []
+    assert "VisibilityTimeout" not in client.calls[0][1]
+
+
+@pytest.mark.asyncio
+async def test_batch_answers_become_failures() -> None:
+    failed = [{"Id": "e1", "SenderFault": True, "Code": "ReceiptHandleIsInvalid", "Message": "bad"}]
+    client = RecordingSqsClient(
+        {
+            "delete_message_batch": {"Successful": [{"Id": "e0"}], "Failed": failed},
+            "change_message_visibility_batch": {"Successful": [{"Id": "e0"}, {"Id": "e1"}]},
+        }
+    )
+    queue = SqsQueue(client, QUEUE_URL)
+    assert await queue.delete_batch(handles(2)) == [
+        BatchEntryFailure(id="e1", code="ReceiptHandleIsInvalid", message="bad", sender_fault=True)
+    ]
+    assert await queue.change_visibility_batch([("e0", "h0", 0), ("e1", "h1", 5)]) == []
+    assert client.calls[0][1]["Entries"] == [
+        {"Id": "e0", "ReceiptHandle": "handle-0"},
+        {"Id": "e1", "ReceiptHandle": "handle-1"},
+    ]
+    assert client.calls[1][1]["Entries"][1] == {
+        "Id": "e1",
+        "ReceiptHandle": "h1",
+        "VisibilityTimeout": 5,
+    }
+
+
+@pytest.mark.asyncio
+async def test_queue_calls_translate_errors_with_the_queue_url() -> None:
+    missing = client_error(
+        "AWS.SimpleQueueService.NonExistentQueue", operation="GetQueueAttributes"
+    )
+    client = RecordingSqsClient({"get_queue_attributes": missing})
+    with pytest.raises(QueueNotFound) as caught:
+        await SqsQueue(client, QUEUE_URL).get_attributes(["VisibilityTimeout"])
+    assert caught.value.queue_url == QUEUE_URL
+    assert caught.value.operation == "GetQueueAttributes"
+    assert caught.value.__cause__ is missing
+    assert client.calls[0][1]["AttributeNames"] == ["VisibilityTimeout"]
+
+
+class FakePayload:
+    """aiobotocore's StreamingBody as the invoker uses it: ``async with`` and ``read()``."""
+
+    def __init__(self, data: bytes, error: Exception | None = None) -> None:
+        self.data = data
+        self.error = error
+        self.entered = False
+        self.released = False
+
+    async def __aenter__(self) -> FakePayload:
+        self.entered = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.released = True
+
+    async def read(self) -> bytes:
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+
+class FakeLambdaClient:
+    def __init__(self, response: dict[str, Any] | Exception) -> None:
+        self.response = response
+        self.calls: list[dict[str, Any]] = []
+
+    async def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        if isinstance(self.response, Exception):
+            raise self.response
+        return self.response
+
+
+@pytest.mark.asyncio
+async def test_invoke_reads_and_releases_the_payload() -> None:
+    payload = FakePayload(b'{"ok": true}')
+    client = FakeLambdaClient({"StatusCode": 200, "FunctionError": "Unhandled", "Payload": payload})
+    result = await AioLambdaInvoker(client).invoke(
+        function_name=FUNCTION, payload=b"{}", invocation_type="RequestResponse"
+    )
+    assert (result.status_code, result.function_error, result.payload) == (
+        200,
+        "Unhandled",
+        b'{"ok": true}',
+    )
+    assert payload.entered
+    assert payload.released
+    assert client.calls == [
+        {"FunctionName": FUNCTION, "InvocationType": "RequestResponse", "Payload": b"{}"}
+    ]
+
+
+@pytest.mark.asyncio
+async def test_invoke_releases_the_payload_when_reading_fails() -> None:
+    payload = FakePayload(b"", error=aiohttp.ClientPayloadError("truncated"))
+    client = FakeLambdaClient({"StatusCode": 200, "Payload": payload})
+    with pytest.raises(TransportError) as caught:
+        await AioLambdaInvoker(client).invoke(
+            function_name=FUNCTION, payload=b"{}", invocation_type="RequestResponse"
+        )
+    assert payload.released
+    # TransportError has no function_name attribute (see _exceptions): the message names it
+    assert FUNCTION in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_a_throttled_invoke_is_a_throttled_aws_error() -> None:
+    throttled = client_error("TooManyRequestsException", status=429, operation="Invoke")
+    with pytest.raises(AwsError) as caught:
+        await AioLambdaInvoker(FakeLambdaClient(throttled)).invoke(
+            function_name=FUNCTION, payload=b"{}", invocation_type="Event"
+        )
+    assert caught.value.throttled
+    assert caught.value.retryable
+
+
+# --- AwsClients without a network ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool_size", [0, -1, 1.5, True, 10_001])
+def test_pool_size_is_checked(pool_size: Any) -> None:
+    with pytest.raises(ConfigError, match="pool_size"):
+        AwsClients(AwsConfig(), pool_size=pool_size)
+
+
+def test_clients_need_async_with() -> None:
+    clients = AwsClients(AwsConfig(), pool_size=4)
+    with pytest.raises(RuntimeError, match="async with"):
+        _ = clients.sqs
