@@ -134,6 +134,8 @@ class Consumer:
         self.dispatcher = dispatcher
         self.config = config if config is not None else ConsumerConfig()
         self.stats = Stats()
+        # The API call each dispatch makes ("Invoke"), counted with the SQS calls.
+        self._operation: str | None = getattr(dispatcher, "operation", None)
         self._capacity = _Capacity(self.config.max_in_flight, self.config.batch_size)
         self._stopping = False
         self._ran = False
@@ -417,6 +419,9 @@ class Consumer:
     async def _process(self, message: Message) -> None:
         stats = self.stats
         stats.dispatched += 1
+        operation = self._operation
+        if operation is not None:
+            stats.count_call(operation)
         running = self._running
         running.add(message)
         try:

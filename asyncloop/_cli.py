@@ -1,0 +1,355 @@
+"""The `asyncloop` command: parse, build config, handle signals, call the library.
+
+Exit codes: 0 after a clean stop (SIGINT/SIGTERM drain cleanly), 2 for bad arguments or
+configuration (one line on stderr), 1 for a failure the consumer cannot recover from (the
+queue or the function does not exist, credentials refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, cast
+
+from ._config import AwsConfig, ConsumerConfig, LambdaConfig, validate_queue_url
+from ._exceptions import AsyncloopError, ConfigError
+
+__all__ = ("main",)
+
+logger = logging.getLogger("asyncloop")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"asyncloop: error: {message}\n")
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get("ASYNCLOOP_" + name)
+    return value if value not in (None, "") else None
+
+
+def _env_flag(name: str) -> bool:
+    value = _env(name)
+    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="consume a queue until a stop condition",
+        description=(
+            "Receive from an SQS queue with concurrent long polls and dispatch each message "
+            "to a Lambda function or an in-process handler, with at most --max-in-flight at "
+            "once. Every flag also reads from ASYNCLOOP_<FLAG> (e.g. ASYNCLOOP_MAX_IN_FLIGHT)."
+        ),
+    )
+    defaults = ConsumerConfig()
+    run.add_argument("--queue-url", default=_env("QUEUE_URL"), help="the queue to consume")
+    target = run.add_mutually_exclusive_group()
+    target.add_argument(
+        "--function-name", default=_env("FUNCTION_NAME"), help="Lambda function to invoke"
+    )
+    target.add_argument(
+        "--handler",
+        default=_env("HANDLER"),
+        metavar="MODULE:FUNC",
+        help="in-process callable taking an asyncloop.Message (async, or sync in a thread)",
+    )
+    run.add_argument("--endpoint-url", default=_env("ENDPOINT_URL"), help="e.g. a moto server")
+    run.add_argument("--region", default=_env("REGION"), help="AWS region")
+    run.add_argument(
+        "--receivers",
+        type=int,
+        default=_env("RECEIVERS") or defaults.receivers,
+        help=f"concurrent long polls (default {defaults.receivers})",
+    )
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=_env("MAX_IN_FLIGHT") or defaults.max_in_flight,
+        help=f"messages held at once (default {defaults.max_in_flight})",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=_env("BATCH_SIZE") or defaults.batch_size,
+        help=f"messages per receive, 1..10 (default {defaults.batch_size})",
+    )
+    run.add_argument(
+        "--wait-time-seconds",
+        type=int,
+        default=_env("WAIT_TIME_SECONDS") or defaults.wait_time_seconds,
+        help=f"long-poll wait, 0..20 (default {defaults.wait_time_seconds})",
+    )
+    run.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=_env("VISIBILITY_TIMEOUT"),
+        help="visibility timeout asked on receive, seconds (default: the queue's)",
+    )
+    run.add_argument(
+        "--invocation-type",
+        default=_env("INVOCATION_TYPE") or "Event",
+        help="Event (accepted = success) or RequestResponse (returned = success)",
+    )
+    run.add_argument(
+        "--payload",
+        default=_env("PAYLOAD") or "seed",
+        help="seed (the seed's consumer.js record) or sqs-event (Lambda's SQS event shape)",
+    )
+    run.add_argument(
+        "--delete-by",
+        default=_env("DELETE_BY") or defaults.delete_by,
+        help="consumer (delete after success, batched) or worker (the worker deletes)",
+    )
+    run.add_argument(
+        "--until-empty",
+        action="store_true",
+        default=_env_flag("UNTIL_EMPTY"),
+        help="stop once the queue answers empty and nothing is in flight",
+    )
+    run.add_argument(
+        "--duration",
+        type=float,
+        default=_env("DURATION"),
+        help="stop after this many seconds",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        default=_env_flag("JSON"),
+        help="print the statistics as one JSON object, on the last line of stdout",
+    )
+    run.set_defaults(handler_fn=_cmd_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(
+        prog="asyncloop",
+        description="An asyncio SQS consumer loop for Lambda, and its benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"asyncloop {__version__}")
+    # Subcommands use _Parser too, so their usage errors are one line as well.
+    subparsers = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser),
+    )
+    _add_run(subparsers)
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """The other commands' parsers, each in its own module."""
+    found = []
+    for module_name in ("_cli_bench", "_cli_loop", "_cli_deploy"):
+        try:
+            module = __import__(f"asyncloop.{module_name}", fromlist=["register"])
+        except ImportError as exc:  # an optional command whose dependencies are missing
+            logger.debug("command module %s unavailable: %s", module_name, exc)
+            continue
+        found.append(module.register)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `asyncloop` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging()
+    # `run` has a --handler flag, so its function lives in `handler_fn`; the other commands'
+    # modules set `handler`.
+    command = getattr(args, "handler_fn" if args.command == "run" else "handler", None)
+    if not callable(command):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    exit_code: int = command(args)
+    return exit_code
+
+
+def _configure_logging() -> None:
+    level = (_env("LOG_LEVEL") or "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The emulators' access logs are noise on a consumer's stderr.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+
+
+def _usage_error(message: str) -> int:
+    print(f"asyncloop: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _flag_message(exc: ConfigError) -> str:
+    """ "batch_size must be ..." -> "--batch-size must be ..." for the command line."""
+    message = str(exc)
+    if exc.field and message.startswith(exc.field):
+        return "--" + exc.field.replace("_", "-") + message[len(exc.field) :]
+    return message
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if not args.queue_url:
+        return _usage_error("--queue-url is required (or ASYNCLOOP_QUEUE_URL)")
+    if not args.function_name and not args.handler:
+        return _usage_error("one of --function-name or --handler is required")
+    if args.function_name and args.handler:
+        return _usage_error("--function-name and --handler are exclusive; give one")
+    try:
+        queue_url = validate_queue_url(args.queue_url)
+        consumer_config = ConsumerConfig(
+            receivers=args.receivers,
+            max_in_flight=args.max_in_flight,
+            batch_size=args.batch_size,
+            wait_time_seconds=args.wait_time_seconds,
+            visibility_timeout=args.visibility_timeout,
+            delete_by=args.delete_by,
+            until_empty=args.until_empty,
+            duration=args.duration,
+        )
+        aws_config = AwsConfig(region=args.region, endpoint_url=args.endpoint_url)
+        lambda_config = (
+            LambdaConfig(
+                function_name=args.function_name,
+                invocation_type=args.invocation_type,
+                payload=args.payload,
+            )
+            if args.function_name
+            else None
+        )
+        handler = None
+        if args.handler:
+            from ._dispatch import load_handler
+
+            handler = load_handler(args.handler)
+    except ConfigError as exc:
+        return _usage_error(_flag_message(exc))
+    try:
+        stats, aborted = asyncio.run(
+            _run(queue_url, consumer_config, aws_config, lambda_config, handler)
+        )
+    except ConfigError as exc:
+        return _usage_error(_flag_message(exc))
+    except AsyncloopError as exc:
+        print(f"asyncloop: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("asyncloop: aborted", file=sys.stderr)
+        return EXIT_FAILURE
+    _print_stats(stats.to_dict(), as_json=args.json)
+    if aborted:
+        print("asyncloop: aborted by a second signal", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _run(
+    queue_url: str,
+    consumer_config: ConsumerConfig,
+    aws_config: AwsConfig,
+    lambda_config: LambdaConfig | None,
+    handler: Callable[..., Any] | None,
+) -> tuple[Any, bool]:
+    from ._aws import AioLambdaInvoker, AwsClients, SqsQueue
+    from ._consumer import Consumer
+    from ._dispatch import CallableDispatcher, LambdaDispatcher
+    from ._protocols import Dispatcher
+
+    pool = consumer_config.receivers + consumer_config.max_in_flight
+    pool += consumer_config.delete_concurrency
+    async with AwsClients(aws_config, pool_size=pool) as clients:
+        queue = SqsQueue(clients.sqs, queue_url)
+        # Check both ends before consuming anything: emulators accept an Event invoke of a
+        # function that does not exist, and a missing queue would only show as backoffs.
+        await queue.get_attributes(["VisibilityTimeout", "RedrivePolicy"])
+        dispatcher: Dispatcher
+        if lambda_config is not None:
+            invoker = AioLambdaInvoker(clients.lambda_)
+            await invoker.get_function(lambda_config.function_name)
+            dispatcher = LambdaDispatcher(
+                invoker=invoker, config=lambda_config, queue_url=queue_url, region=aws_config.region
+            )
+        else:
+            assert handler is not None
+            dispatcher = CallableDispatcher(handler)
+        consumer = Consumer(queue=queue, dispatcher=dispatcher, config=consumer_config)
+        signals = _SignalStop(consumer.stop)
+        with signals:
+            try:
+                await consumer.run()
+            except asyncio.CancelledError:
+                if not signals.aborted:
+                    raise
+                # Our own abort: run() already flushed deletes and released what it held.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+        return consumer.stats, signals.aborted
+
+
+class _SignalStop:
+    """First SIGINT/SIGTERM: graceful stop. Second: cancel the run (deletes still flush)."""
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        self._count = 0
+        self.aborted = False
+        self._task: asyncio.Task[Any] | None = None
+
+    def __enter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def __exit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._count += 1
+        name = signal.Signals(signum).name
+        if self._count == 1:
+            logger.info("%s: stopping (finishing in-flight work; again to abort)", name)
+            self._stop()
+        elif self._task is not None and not self.aborted:
+            self.aborted = True
+            logger.warning("%s again: aborting in-flight work", name)
+            self._task.cancel()
+
+
+def _print_stats(summary: dict[str, Any], *, as_json: bool) -> None:
+    latency = summary["latency_ms"]
+    lines = [
+        f"received {summary['received']}  succeeded {summary['succeeded']}  "
+        f"failed {summary['failed']}  deleted {summary['deleted']}  "
+        f"released {summary['released']}",
+        f"duration {summary['duration_s']:.2f} s  throughput {summary['throughput_msgs_s']:.1f} "
+        f"msgs/s  latency p50/p95/p99 {latency['p50']}/{latency['p95']}/{latency['p99']} ms",
+    ]
+    if not as_json:
+        print("\n".join(lines))
+        return
+    print("\n".join(lines), file=sys.stderr)
+    print(json.dumps(summary, sort_keys=True))

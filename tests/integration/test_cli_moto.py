@@ -1,0 +1,238 @@
+"""`asyncloop run` as a user runs it: a subprocess talking to moto's server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+from _moto import AdminClients, CountMessages, MakeFunction, MakeQueue, SendMessages
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+REQUIRED_KEYS = {
+    "received",
+    "succeeded",
+    "failed",
+    "deleted",
+    "released",
+    "duration_s",
+    "throughput_msgs_s",
+    "latency_ms",
+}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "asyncloop", *args]
+
+
+async def _run(
+    argv: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = await anyio.run_process(argv, check=False, env=env)
+    return subprocess.CompletedProcess(
+        argv, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+async def test_run_until_empty_prints_json_last_and_exits_0(
+    moto_endpoint: str,
+    make_queue: MakeQueue,
+    make_function: MakeFunction,
+    send_messages: SendMessages,
+    count_messages: CountMessages,
+) -> None:
+    # GIVEN a queue with 50 messages and a function
+    queue = await make_queue()
+    function = await make_function()
+    await send_messages(queue.url, 50)
+
+    # WHEN the CLI drains it
+    result = await _run(
+        _cli(
+            "run",
+            "--queue-url",
+            queue.url,
+            "--function-name",
+            function,
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+            "--wait-time-seconds",
+            "0",
+            "--until-empty",
+            "--json",
+        )
+    )
+
+    # THEN exit 0, the last stdout line is the JSON summary, and the queue is empty
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary.keys() >= REQUIRED_KEYS
+    assert {"p50", "p95", "p99"} <= summary["latency_ms"].keys()
+    assert summary["received"] == summary["succeeded"] == summary["deleted"] == 50
+    assert summary["api_calls"]["Invoke"] == 50
+    assert await count_messages(queue.url) == 0
+    # logs went to stderr, and never a message body
+    assert "consumer starting" in result.stderr
+    assert "message-1" not in result.stderr
+
+
+async def test_run_reads_its_flags_from_the_environment(
+    moto_endpoint: str,
+    make_queue: MakeQueue,
+    make_function: MakeFunction,
+    send_messages: SendMessages,
+) -> None:
+    queue = await make_queue()
+    function = await make_function()
+    await send_messages(queue.url, 5)
+    env = dict(os.environ)
+    env.update(
+        ASYNCLOOP_QUEUE_URL=queue.url,
+        ASYNCLOOP_FUNCTION_NAME=function,
+        ASYNCLOOP_ENDPOINT_URL=moto_endpoint,
+        ASYNCLOOP_REGION="us-east-1",
+        ASYNCLOOP_WAIT_TIME_SECONDS="0",
+        ASYNCLOOP_UNTIL_EMPTY="1",
+        ASYNCLOOP_JSON="true",
+    )
+    result = await _run(_cli("run"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["deleted"] == 5
+
+
+async def test_missing_queue_exits_1_with_a_clear_message(
+    moto_endpoint: str, make_function: MakeFunction
+) -> None:
+    function = await make_function()
+    missing = f"{moto_endpoint}/123456789012/no-such-queue"
+    result = await _run(
+        _cli(
+            "run",
+            "--queue-url",
+            missing,
+            "--function-name",
+            function,
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+        )
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("asyncloop: error:")
+    assert "no-such-queue" in last
+    assert "Traceback" not in result.stderr
+
+
+async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
+    moto_endpoint: str, make_queue: MakeQueue, send_messages: SendMessages
+) -> None:
+    queue = await make_queue()
+    await send_messages(queue.url, 3)
+    result = await _run(
+        _cli(
+            "run",
+            "--queue-url",
+            queue.url,
+            "--function-name",
+            "no-such-function",
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+            "--until-empty",
+        )
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("asyncloop: error:")
+    assert "no-such-function" in last
+    assert "Traceback" not in result.stderr
+
+
+async def test_sigterm_mid_run_drains_and_loses_nothing(
+    moto_endpoint: str,
+    make_queue: MakeQueue,
+    send_messages: SendMessages,
+    aws_admin: AdminClients,
+    tmp_path: Path,
+) -> None:
+    # GIVEN a slow in-process handler that records what it finished
+    module = tmp_path / "slow_handler.py"
+    done_log = tmp_path / "done.log"
+    module.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio
+            import sys
+
+            async def handle(message):
+                await asyncio.sleep(0.1)
+                with open({str(done_log)!r}, "a") as f:
+                    f.write(message.message_id + "\\n")
+                print("DONE", message.message_id, file=sys.stderr, flush=True)
+            """
+        )
+    )
+    queue = await make_queue(visibility_timeout=120)
+    await send_messages(queue.url, 60)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    argv = _cli(
+        "run",
+        "--queue-url",
+        queue.url,
+        "--handler",
+        "slow_handler:handle",
+        "--endpoint-url",
+        moto_endpoint,
+        "--region",
+        "us-east-1",
+        "--max-in-flight",
+        "8",
+        "--receivers",
+        "2",
+        "--wait-time-seconds",
+        "1",
+        "--json",
+    )
+    async with await anyio.open_process(argv, env=env) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        stderr_chunks: list[bytes] = []
+        # WHEN some messages are done and others in flight, SIGTERM arrives
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                stderr_chunks.append(chunk)
+                if b"".join(stderr_chunks).count(b"DONE ") >= 10:
+                    break
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                stderr_chunks.append(chunk)
+            stdout = b"".join([chunk async for chunk in process.stdout]).decode()
+            await process.wait()
+    stderr = b"".join(stderr_chunks).decode()
+
+    # THEN it drained and exited 0; every message was either deleted or is visible again
+    assert process.returncode == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    finished = set(done_log.read_text().split())
+    assert summary["deleted"] == len(finished)
+    attributes = (
+        await aws_admin.sqs.get_queue_attributes(
+            QueueUrl=queue.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+    )["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
+    assert int(attributes["ApproximateNumberOfMessages"]) == 60 - summary["deleted"]
