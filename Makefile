@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make bench` (the default benchmark on an embedded moto
+# server) and `make test`. Both create the virtual environment on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install bench test lint micro
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e . --group dev
+	# fauxqs (npm) for the fast-SQS tests and bench target; skipped where Node is missing
+	$(PY) -c "from asyncloop.testing import ensure_fauxqs, node_available; node_available() and ensure_fauxqs()"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+bench: $(STAMP)
+	$(VENV)/bin/asyncloop bench
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check asyncloop bench tests
+	$(VENV)/bin/ruff format --check asyncloop bench tests
+	$(VENV)/bin/mypy --strict asyncloop
+
+micro: $(STAMP)
+	$(PY) -m pytest bench/micro --benchmark-enable -p no:cacheprovider
