@@ -62,6 +62,8 @@ class LatencyHistogram:
         for index, n in enumerate(self._counts):
             seen += n
             if seen >= rank:
+                if index == _BUCKETS - 1:
+                    return self.max  # the overflow bucket has no middle
                 # The bucket's geometric middle, clamped to what was really seen.
                 middle = _GROWTH ** (index + 0.5) / 1e6 if index else 0.5e-6
                 return min(max(middle, self.min), self.max)

@@ -1,0 +1,73 @@
+"""Latency histogram accuracy and the stats summary."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from asyncloop import LatencyHistogram, Stats
+
+
+def test_percentiles_within_one_percent_of_exact() -> None:
+    rng = random.Random(1)
+    values = [rng.lognormvariate(-3, 1) for _ in range(20_000)]
+    histogram = LatencyHistogram()
+    for value in values:
+        histogram.record(value)
+    ordered = sorted(values)
+    for q in (50, 95, 99):
+        exact = ordered[int(len(ordered) * q / 100) - 1]
+        got = histogram.percentile(q)
+        assert got is not None
+        assert abs(got - exact) / exact < 0.011, (q, got, exact)
+    assert histogram.count == 20_000
+    assert histogram.min == min(values)
+    assert histogram.max == max(values)
+
+
+def test_memory_is_fixed_whatever_the_count() -> None:
+    small, large = LatencyHistogram(), LatencyHistogram()
+    small.record(0.01)
+    for i in range(100_000):
+        large.record(0.001 + i * 1e-7)
+    assert len(small._counts) == len(large._counts)
+
+
+def test_empty_and_extremes() -> None:
+    histogram = LatencyHistogram()
+    assert histogram.percentile(50) is None
+    assert histogram.summary_ms() == {"p50": None, "p95": None, "p99": None, "max": None}
+    histogram.record(0.0)
+    histogram.record(1e9)  # beyond the last bucket: clamped, not an IndexError
+    assert histogram.percentile(100) == 1e9
+    with pytest.raises(ValueError, match="q must be"):
+        histogram.percentile(0)
+
+
+def test_merge_adds_counts() -> None:
+    a, b = LatencyHistogram(), LatencyHistogram()
+    for _ in range(10):
+        a.record(0.01)
+    for _ in range(30):
+        b.record(0.1)
+    a.merge(b)
+    assert a.count == 40
+    p50 = a.percentile(50)
+    assert p50 is not None
+    assert p50 == pytest.approx(0.1, rel=0.01)
+
+
+def test_to_dict_has_the_cli_contract_keys() -> None:
+    stats = Stats()
+    stats.started_at, stats.stopped_at = 10.0, 12.0
+    stats.succeeded = 50
+    stats.receive_to_done.record(0.02)
+    stats.count_call("ReceiveMessage")
+    stats.count_call("ReceiveMessage")
+    summary = stats.to_dict()
+    for key in ("received", "succeeded", "failed", "deleted", "released", "duration_s"):
+        assert key in summary
+    assert summary["throughput_msgs_s"] == 25.0
+    assert summary["latency_ms"]["p50"] == pytest.approx(20.0, rel=0.01)
+    assert summary["api_calls"] == {"ReceiveMessage": 2}
