@@ -1,0 +1,427 @@
+"""The loop lease store: a Protocol, a DynamoDB implementation and an in-memory one.
+
+One item per loop id, plus one control item (`CONTROL_ID`) holding the kill switch and the
+live-loop count. Every change is a conditional write whose condition is the rule in
+`_loop_control`, so two runs racing on one loop cannot both win, and spawning or ending a loop
+moves the live count in the same transaction as the lease (the count never drifts).
+
+DynamoDB layout (hash key ``loop_id``, string)::
+
+    loop_id=<id>        generation N, put_generation N, heartbeat N, run_until N,
+                        empty_generations N, state S ("live")
+    loop_id=#control    enabled BOOL, live N
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, NamedTuple, Protocol
+
+from ._exceptions import AwsError
+from ._loop_control import CONTROL_ID, ClaimOutcome, LeaseItem, LoopToken, claim_outcome
+
+__all__ = ("Control", "DynamoLeaseStore", "InMemoryLeaseStore", "LeaseStore")
+
+
+class Control(NamedTuple):
+    """The kill switch (``enabled``) and how many loops are live."""
+
+    enabled: bool
+    live: int
+
+
+class LeaseStore(Protocol):
+    """Where loops are leased. Conditional failures are answers (False, None, ``stale``), not
+    errors; a store that cannot be reached raises `asyncloop.AwsError`."""
+
+    async def get_control(self) -> Control:
+        """The switch and the live count; a missing control item reads as off with 0 live."""
+        ...
+
+    async def set_enabled(self, enabled: bool) -> None:
+        """Turn the kill switch (creates the control item)."""
+        ...
+
+    async def claim(
+        self, token: LoopToken, *, now: float, run_until: float
+    ) -> tuple[ClaimOutcome, LeaseItem | None]:
+        """Claim `token`'s generation (see `claim_outcome`); answers the outcome and the lease
+        as it was before the claim."""
+        ...
+
+    async def mark_put(self, token: LoopToken, *, empty_generations: int | None = None) -> None:
+        """Record that `token` is on the stream (and the idle count the run measured)."""
+        ...
+
+    async def release(self, loop_id: str, generation: int) -> None:
+        """The run that advanced `loop_id` to `generation` failed before re-putting: let its
+        retry take over at once instead of waiting for its deadline."""
+        ...
+
+    async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
+        """Create a live loop if the switch is on and fewer than `max_loops` are live; its
+        first token, or None."""
+        ...
+
+    async def end(self, loop_id: str, generation: int, *, floor: int) -> bool:
+        """End the loop if its lease is still at `generation` and more than `floor` loops are
+        live; whether it ended."""
+        ...
+
+    async def reseed(self, item: LeaseItem, *, now: float) -> LoopToken | None:
+        """Fence off `item`'s lost token by bumping its generation, if the lease is unchanged
+        since `item` was read; the replacement token, or None."""
+        ...
+
+    async def list_leases(self) -> list[LeaseItem]:
+        """Every live loop's lease."""
+        ...
+
+
+class InMemoryLeaseStore:
+    """A `LeaseStore` in a dict, with the DynamoDB store's conditions. It never suspends, so the
+    simulation can drive a year of runs through it quickly."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, LeaseItem] = {}
+        self.enabled = False
+        self.live = 0
+
+    async def get_control(self) -> Control:
+        return Control(self.enabled, self.live)
+
+    async def set_enabled(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    async def claim(
+        self, token: LoopToken, *, now: float, run_until: float
+    ) -> tuple[ClaimOutcome, LeaseItem | None]:
+        item = self.leases.get(token.loop_id)
+        outcome = claim_outcome(item, token, now)
+        if item is not None and outcome == "claimed":
+            self.leases[token.loop_id] = replace(
+                item, generation=token.generation + 1, heartbeat=now, run_until=run_until
+            )
+        elif item is not None and outcome == "takeover":
+            self.leases[token.loop_id] = replace(item, heartbeat=now, run_until=run_until)
+        return outcome, item
+
+    async def mark_put(self, token: LoopToken, *, empty_generations: int | None = None) -> None:
+        item = self.leases.get(token.loop_id)
+        if item is None or item.generation != token.generation:
+            return
+        if item.put_generation < token.generation:
+            item = replace(item, put_generation=token.generation)
+        if empty_generations is not None:
+            item = replace(item, empty_generations=empty_generations)
+        self.leases[token.loop_id] = item
+
+    async def release(self, loop_id: str, generation: int) -> None:
+        item = self.leases.get(loop_id)
+        if item is not None and item.generation == generation and item.put_generation < generation:
+            self.leases[loop_id] = replace(item, run_until=0.0)
+
+    async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
+        if not self.enabled or self.live >= max_loops or loop_id in self.leases:
+            return None
+        self.live += 1
+        self.leases[loop_id] = LeaseItem(
+            loop_id=loop_id, generation=0, put_generation=-1, heartbeat=now, run_until=0.0
+        )
+        return LoopToken(loop_id, 0)
+
+    async def end(self, loop_id: str, generation: int, *, floor: int) -> bool:
+        item = self.leases.get(loop_id)
+        if item is None or item.generation != generation or self.live <= floor:
+            return False
+        del self.leases[loop_id]
+        self.live -= 1
+        return True
+
+    async def reseed(self, item: LeaseItem, *, now: float) -> LoopToken | None:
+        current = self.leases.get(item.loop_id)
+        if current != item:
+            return None
+        self.leases[item.loop_id] = replace(
+            item, generation=item.generation + 1, heartbeat=now, run_until=0.0
+        )
+        return LoopToken(item.loop_id, item.generation + 1)
+
+    async def list_leases(self) -> list[LeaseItem]:
+        return list(self.leases.values())
+
+
+_CONDITION_FAILED = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": repr(value)}
+
+
+def _item_from_ddb(raw: Mapping[str, Any]) -> LeaseItem:
+    def num(name: str, default: float = 0.0) -> float:
+        cell = raw.get(name)
+        return float(cell["N"]) if cell is not None else default
+
+    return LeaseItem(
+        loop_id=raw["loop_id"]["S"],
+        generation=int(num("generation")),
+        put_generation=int(num("put_generation", -1)),
+        heartbeat=num("heartbeat"),
+        run_until=num("run_until"),
+        empty_generations=int(num("empty_generations")),
+        state="live" if raw.get("state", {}).get("S", "live") == "live" else "ended",
+    )
+
+
+class DynamoDBLeaseError(AwsError):
+    """A DynamoDB call of the lease store failed for a reason other than its condition."""
+
+
+class DynamoLeaseStore:
+    """A `LeaseStore` on a DynamoDB table, through an aiobotocore ``dynamodb`` client.
+
+    The client is borrowed (from `AwsClients`); the table is created by the template, or by
+    `create_table` for tests and ``asyncloop loop start --create-table``.
+    """
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self.table = table
+
+    async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+        """One call; None when its condition failed; other errors become `AwsError`."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer: dict[str, Any] = await getattr(self._client, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _CONDITION_FAILED:
+                return None
+            throttled = code in ("ProvisionedThroughputExceededException", "ThrottlingException")
+            raise DynamoDBLeaseError(
+                f"DynamoDB {operation} on table {self.table!r} failed: {code}",
+                operation=operation,
+                code=code,
+                retryable=throttled or code == "InternalServerError",
+                throttled=throttled,
+            ) from exc
+        except BotoCoreError as exc:
+            raise DynamoDBLeaseError(
+                f"DynamoDB {operation} on table {self.table!r} failed: {exc}",
+                operation=operation,
+                retryable=True,
+            ) from exc
+        return answer
+
+    async def create_table(self) -> None:
+        """Create the table (on-demand billing) and wait until it exists; no-op if it does."""
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._client.create_table(
+                TableName=self.table,
+                KeySchema=[{"AttributeName": "loop_id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "loop_id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise
+        waiter = self._client.get_waiter("table_exists")
+        await waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+    async def _get(self, loop_id: str) -> LeaseItem | None:
+        answer = await self._call(
+            "get_item", TableName=self.table, Key={"loop_id": {"S": loop_id}}, ConsistentRead=True
+        )
+        raw = (answer or {}).get("Item")
+        return _item_from_ddb(raw) if raw else None
+
+    async def get_control(self) -> Control:
+        answer = await self._call(
+            "get_item",
+            TableName=self.table,
+            Key={"loop_id": {"S": CONTROL_ID}},
+            ConsistentRead=True,
+        )
+        raw = (answer or {}).get("Item") or {}
+        return Control(
+            bool(raw.get("enabled", {}).get("BOOL", False)), int(raw.get("live", {}).get("N", 0))
+        )
+
+    async def set_enabled(self, enabled: bool) -> None:
+        await self._call(
+            "update_item",
+            TableName=self.table,
+            Key={"loop_id": {"S": CONTROL_ID}},
+            UpdateExpression="SET enabled = :e, live = if_not_exists(live, :zero)",
+            ExpressionAttributeValues={":e": {"BOOL": enabled}, ":zero": {"N": "0"}},
+        )
+
+    async def claim(
+        self, token: LoopToken, *, now: float, run_until: float
+    ) -> tuple[ClaimOutcome, LeaseItem | None]:
+        key = {"loop_id": {"S": token.loop_id}}
+        answer = await self._call(
+            "update_item",
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="SET generation = :next, heartbeat = :now, run_until = :until",
+            ConditionExpression="#s = :live AND generation = :gen",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={
+                ":live": {"S": "live"},
+                ":gen": _n(token.generation),
+                ":next": _n(token.generation + 1),
+                ":now": _n(now),
+                ":until": _n(run_until),
+            },
+            ReturnValues="ALL_OLD",
+        )
+        if answer is not None:
+            return "claimed", _item_from_ddb(answer["Attributes"])
+        item = await self._get(token.loop_id)
+        outcome = claim_outcome(item, token, now)
+        if outcome != "takeover":
+            return outcome, item
+        answer = await self._call(
+            "update_item",
+            TableName=self.table,
+            Key=key,
+            UpdateExpression="SET heartbeat = :now, run_until = :until",
+            ConditionExpression=(
+                "#s = :live AND generation = :next AND put_generation < :next AND run_until < :now"
+            ),
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={
+                ":live": {"S": "live"},
+                ":next": _n(token.generation + 1),
+                ":now": _n(now),
+                ":until": _n(run_until),
+            },
+        )
+        return ("takeover" if answer is not None else "stale"), item
+
+    async def mark_put(self, token: LoopToken, *, empty_generations: int | None = None) -> None:
+        sets = ["put_generation = :gen"]
+        values = {":gen": _n(token.generation)}
+        if empty_generations is not None:
+            sets.append("empty_generations = :empty")
+            values[":empty"] = _n(empty_generations)
+        await self._call(
+            "update_item",
+            TableName=self.table,
+            Key={"loop_id": {"S": token.loop_id}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression="generation = :gen",
+            ExpressionAttributeValues=values,
+        )
+
+    async def release(self, loop_id: str, generation: int) -> None:
+        await self._call(
+            "update_item",
+            TableName=self.table,
+            Key={"loop_id": {"S": loop_id}},
+            UpdateExpression="SET run_until = :zero",
+            ConditionExpression="generation = :gen AND put_generation < :gen",
+            ExpressionAttributeValues={":gen": _n(generation), ":zero": _n(0)},
+        )
+
+    async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
+        answer = await self._call(
+            "transact_write_items",
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"loop_id": {"S": CONTROL_ID}},
+                        "UpdateExpression": "SET live = live + :one",
+                        "ConditionExpression": "enabled = :true AND live < :max",
+                        "ExpressionAttributeValues": {
+                            ":one": _n(1),
+                            ":true": {"BOOL": True},
+                            ":max": _n(max_loops),
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": {
+                            "loop_id": {"S": loop_id},
+                            "generation": _n(0),
+                            "put_generation": _n(-1),
+                            "heartbeat": _n(now),
+                            "run_until": _n(0),
+                            "empty_generations": _n(0),
+                            "state": {"S": "live"},
+                        },
+                        "ConditionExpression": "attribute_not_exists(loop_id)",
+                    }
+                },
+            ],
+        )
+        return LoopToken(loop_id, 0) if answer is not None else None
+
+    async def end(self, loop_id: str, generation: int, *, floor: int) -> bool:
+        answer = await self._call(
+            "transact_write_items",
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"loop_id": {"S": CONTROL_ID}},
+                        "UpdateExpression": "SET live = live - :one",
+                        "ConditionExpression": "live > :floor",
+                        "ExpressionAttributeValues": {":one": _n(1), ":floor": _n(floor)},
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self.table,
+                        "Key": {"loop_id": {"S": loop_id}},
+                        "ConditionExpression": "generation = :gen",
+                        "ExpressionAttributeValues": {":gen": _n(generation)},
+                    }
+                },
+            ],
+        )
+        return answer is not None
+
+    async def reseed(self, item: LeaseItem, *, now: float) -> LoopToken | None:
+        answer = await self._call(
+            "update_item",
+            TableName=self.table,
+            Key={"loop_id": {"S": item.loop_id}},
+            UpdateExpression="SET generation = :next, heartbeat = :now, run_until = :zero",
+            ConditionExpression="generation = :gen AND heartbeat = :hb AND run_until = :until",
+            ExpressionAttributeValues={
+                ":gen": _n(item.generation),
+                ":next": _n(item.generation + 1),
+                ":hb": _n(item.heartbeat),
+                ":until": _n(item.run_until),
+                ":now": _n(now),
+                ":zero": _n(0),
+            },
+        )
+        return LoopToken(item.loop_id, item.generation + 1) if answer is not None else None
+
+    async def list_leases(self) -> list[LeaseItem]:
+        items: list[LeaseItem] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            answer = await self._call("scan", **kwargs) or {}
+            items.extend(
+                _item_from_ddb(raw)
+                for raw in answer.get("Items", [])
+                if raw["loop_id"]["S"] != CONTROL_ID
+            )
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                return items

@@ -1,0 +1,501 @@
+"""The loop's control plane: tokens, the claim rule, the scaling rule, and runs over the
+in-memory lease store (the same code paths the Lambda handler and the simulation use)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncloop import ConfigError, TransportError
+from asyncloop._emf import emf_record, log
+from asyncloop._lease import Control, InMemoryLeaseStore
+from asyncloop._loop_control import (
+    CONTROL_ID,
+    LeaseItem,
+    LoopPolicy,
+    LoopToken,
+    backoff_delays,
+    claim_outcome,
+    decide_tokens,
+    needs_reseed,
+    next_empty_generations,
+    parse_token,
+    safety_margin,
+)
+from asyncloop._loop_runner import LoopRuntime, run_token, run_watchdog, start_loops
+
+# -- tokens ---------------------------------------------------------------------------------
+
+
+@given(
+    loop_id=st.text(min_size=1, max_size=64).filter(lambda s: s != CONTROL_ID),
+    generation=st.integers(min_value=0, max_value=2**53),
+)
+def test_a_token_survives_its_encoding(loop_id: str, generation: int) -> None:
+    token = LoopToken(loop_id, generation)
+
+    assert parse_token(token.encode()) == token
+    assert token.partition_key == loop_id
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"loop": "a", "gen": 1}',
+        b'{"v": 2, "loop": "a", "gen": 1}',
+        b'{"v": 1, "loop": "", "gen": 1}',
+        b'{"v": 1, "loop": "a", "gen": -1}',
+        b'{"v": 1, "loop": "a", "gen": true}',
+        b'{"v": 1, "loop": "a", "gen": 1.5}',
+        json.dumps({"v": 1, "loop": CONTROL_ID, "gen": 0}).encode(),
+    ],
+)
+def test_anything_else_is_not_a_token(data: bytes) -> None:
+    assert parse_token(data) is None
+
+
+# -- the claim rule -------------------------------------------------------------------------
+
+
+def lease(**changes: object) -> LeaseItem:
+    base = LeaseItem(loop_id="L", generation=5, put_generation=5, heartbeat=100.0, run_until=0.0)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("item", "token_generation", "now", "expected"),
+    [
+        (lease(), 5, 200.0, "claimed"),
+        # The run of 5 advanced the lease and its token for 6 is out: a copy of 5 is stale
+        (lease(generation=6, put_generation=6), 5, 200.0, "stale"),
+        # The run of 5 advanced the lease, never put 6, and is past its deadline: take over
+        (lease(generation=6, put_generation=5, run_until=150.0), 5, 200.0, "takeover"),
+        # ... but not while that run may still be going
+        (lease(generation=6, put_generation=5, run_until=250.0), 5, 200.0, "stale"),
+        # Older and newer generations never run
+        (lease(generation=7, put_generation=6), 5, 200.0, "stale"),
+        (lease(), 6, 200.0, "stale"),
+        (lease(state="ended"), 5, 200.0, "ended"),
+        (None, 5, 200.0, "unknown"),
+    ],
+)
+def test_claim_outcome(
+    item: LeaseItem | None, token_generation: int, now: float, expected: str
+) -> None:
+    assert claim_outcome(item, LoopToken("L", token_generation), now) == expected
+
+
+@given(
+    generation=st.integers(0, 100),
+    put_generation=st.integers(-1, 100),
+    token_generation=st.integers(0, 100),
+    run_until=st.floats(0, 1000),
+    now=st.floats(0, 1000),
+)
+def test_at_most_one_generation_is_runnable(
+    generation: int, put_generation: int, token_generation: int, run_until: float, now: float
+) -> None:
+    # GIVEN any lease
+    item = lease(generation=generation, put_generation=put_generation, run_until=run_until)
+    # WHEN every token generation asks
+    runnable = [
+        g
+        for g in range(0, 102)
+        if claim_outcome(item, LoopToken("L", g), now) in ("claimed", "takeover")
+    ]
+    # THEN at most two may run: the current one, and the retry of the previous one only when
+    # its run is certainly over and never put the current token
+    assert len(runnable) <= 2
+    if len(runnable) == 2:
+        assert runnable == [generation - 1, generation]
+        assert put_generation < generation
+        assert run_until < now
+
+
+def test_needs_reseed_only_when_silent_and_not_running() -> None:
+    policy = LoopPolicy(heartbeat_limit=300.0)
+
+    assert needs_reseed(lease(heartbeat=0.0), 301.0, policy)
+    assert not needs_reseed(lease(heartbeat=0.0), 299.0, policy)
+    assert not needs_reseed(lease(heartbeat=0.0, run_until=400.0), 301.0, policy)
+    assert not needs_reseed(lease(heartbeat=0.0, state="ended"), 301.0, policy)
+
+
+# -- the scaling rule -----------------------------------------------------------------------
+
+POLICY = LoopPolicy(min_loops=1, max_loops=4, scale_out_backlog=100, idle_generations=3)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "backlog", "live", "empty", "expected"),
+    [
+        (False, 10_000, 2, 0, (0, "killed")),
+        (True, 0, 2, 3, (0, "idle")),
+        (True, 0, 1, 3, (1, "continue")),  # idle, but the last loop above min stays
+        (True, 0, 2, 2, (1, "continue")),  # not idle long enough
+        (True, 201, 2, 0, (2, "backlog")),
+        (True, 200, 2, 0, (1, "continue")),  # at the threshold, not past it
+        (True, 10_000, 4, 0, (1, "continue")),  # at the cap
+        (True, None, 2, 0, (1, "continue")),  # backlog unknown: go on, don't scale
+        (True, 0, 0, 0, (2, "below_min")),
+    ],
+)
+def test_decide_tokens(
+    enabled: bool, backlog: int | None, live: int, empty: int, expected: tuple[int, str]
+) -> None:
+    decision = decide_tokens(
+        enabled=enabled, backlog=backlog, live_loops=live, empty_generations=empty, policy=POLICY
+    )
+
+    assert tuple(decision) == expected
+
+
+@given(
+    backlog=st.one_of(st.none(), st.integers(0, 10**9)),
+    live=st.integers(0, 10),
+    empty=st.integers(0, 10),
+    min_loops=st.integers(0, 5),
+    extra=st.integers(0, 5),
+)
+def test_scaling_never_passes_the_bounds(
+    backlog: int | None, live: int, empty: int, min_loops: int, extra: int
+) -> None:
+    policy = LoopPolicy(min_loops=min_loops, max_loops=max(1, min_loops + extra))
+    decision = decide_tokens(
+        enabled=True, backlog=backlog, live_loops=live, empty_generations=empty, policy=policy
+    )
+
+    if decision.tokens == 2:
+        assert live < policy.max_loops
+    if decision.tokens == 0:
+        assert live > policy.min_loops
+
+
+def test_empty_generations_count_only_idle_runs() -> None:
+    assert next_empty_generations(2, received=0, backlog=0) == 3
+    assert next_empty_generations(2, received=1, backlog=0) == 0
+    assert next_empty_generations(2, received=0, backlog=5) == 0
+    assert next_empty_generations(2, received=0, backlog=None) == 0
+
+
+# -- the policy -----------------------------------------------------------------------------
+
+
+def test_policy_errors_name_the_field_the_range_and_the_value() -> None:
+    with pytest.raises(ConfigError, match=r"min_loops must be in 0\.\.2, got 3") as caught:
+        LoopPolicy(min_loops=3, max_loops=2)
+    assert caught.value.field == "min_loops"
+    with pytest.raises(ConfigError, match=r"heartbeat_limit must be in 10\.0\.\.86400\.0, got 1"):
+        LoopPolicy(heartbeat_limit=1)
+
+
+def test_policy_from_env() -> None:
+    policy = LoopPolicy.from_env({"ASYNCLOOP_MAX_LOOPS": "8", "ASYNCLOOP_RUN_SECONDS": "30.5"})
+
+    assert (policy.max_loops, policy.run_seconds) == (8, 30.5)
+    with pytest.raises(ConfigError, match="ASYNCLOOP_MAX_LOOPS must be a int, got 'many'"):
+        LoopPolicy.from_env({"ASYNCLOOP_MAX_LOOPS": "many"})
+
+
+def test_safety_margin_covers_drain_flush_and_every_put() -> None:
+    policy = LoopPolicy(put_attempts=4, put_backoff=0.5, control_budget=1.0)
+
+    assert backoff_delays(policy) == [0.5, 1.0, 2.0]
+    # drain 5 + flush 5 + backoff 3.5 + (4 puts + 2 lease writes) x 1
+    assert safety_margin(shutdown_grace=5, ack_flush_timeout=5, policy=policy) == 19.5
+
+
+# -- runs over the in-memory store ----------------------------------------------------------
+
+
+@dataclass
+class Harness:
+    """A runtime over the in-memory store, a recording sink and a scripted queue."""
+
+    store: InMemoryLeaseStore = field(default_factory=InMemoryLeaseStore)
+    put: list[LoopToken] = field(default_factory=list)
+    put_failures: int = 0
+    received: list[int] = field(default_factory=list)
+    backlog: int = 0
+    now: float = 1000.0
+    lines: list[str] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+    consumed: list[float] = field(default_factory=list)
+    ids: int = 0
+    policy: LoopPolicy = field(
+        default_factory=lambda: LoopPolicy(
+            min_loops=1, max_loops=3, scale_out_backlog=100, idle_generations=2
+        )
+    )
+
+    def runtime(self) -> LoopRuntime:
+        async def put(token: LoopToken) -> None:
+            if self.put_failures:
+                self.put_failures -= 1
+                raise TransportError("stream down", operation="PutRecord", retryable=True)
+            self.put.append(token)
+
+        async def consume(run_for: float) -> Mapping[str, int]:
+            self.consumed.append(run_for)
+            n = self.received.pop(0) if self.received else 0
+            return {"received": n, "succeeded": n, "deleted": n}
+
+        async def backlog() -> int:
+            return self.backlog
+
+        async def sleep(seconds: float) -> None:
+            self.sleeps.append(seconds)
+
+        def new_id() -> str:
+            self.ids += 1
+            return f"loop-{self.ids}"
+
+        sink = type("Sink", (), {"put": staticmethod(put)})()
+        return LoopRuntime(
+            lease=self.store,
+            sink=sink,
+            consume=consume,
+            backlog=backlog,
+            policy=self.policy,
+            margin=10.0,
+            clock=lambda: self.now,
+            sleep=sleep,
+            new_loop_id=new_id,
+            write=self.lines.append,
+        )
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness()
+
+
+async def started(h: Harness, loops: int = 1) -> LoopToken:
+    ids = await start_loops(h.runtime(), loops)
+    assert len(ids) == loops
+    first = h.put.pop(0)
+    h.put.clear()
+    return first
+
+
+@pytest.mark.asyncio
+async def test_a_run_claims_consumes_and_puts_the_next_generation(harness: Harness) -> None:
+    # GIVEN a started loop
+    token = await started(harness)
+    harness.received = [7]
+    harness.backlog = 3
+    # WHEN its token runs with 60 s left
+    outcome = await run_token(harness.runtime(), token, remaining=60.0)
+    # THEN it consumed for the time less the margin and put exactly the next generation
+    assert (outcome.action, outcome.tokens) == ("ran", 1)
+    assert harness.consumed == [50.0]
+    assert harness.put == [LoopToken(token.loop_id, 1)]
+    item = harness.store.leases[token.loop_id]
+    assert (item.generation, item.put_generation, item.heartbeat) == (1, 1, 1000.0)
+    # AND it wrote one EMF line with its counts
+    emf = [json.loads(line) for line in harness.lines if "_aws" in line]
+    assert emf[-1]["received"] == 7
+    assert emf[-1]["generation"] == 0
+    assert emf[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "asyncloop"
+
+
+@pytest.mark.asyncio
+async def test_a_duplicate_token_exits_without_putting(harness: Harness) -> None:
+    token = await started(harness)
+    await run_token(harness.runtime(), token, remaining=60.0)
+    harness.put.clear()
+    # WHEN the same token is delivered again (a Kinesis retry or duplicate)
+    outcome = await run_token(harness.runtime(), token, remaining=60.0)
+    # THEN it does nothing
+    assert outcome.action == "stale"
+    assert harness.put == []
+    assert harness.consumed == [50.0]
+    # AND its metrics line carries no heartbeat (`generation`): only runs that claimed do
+    last = json.loads(harness.lines[-1])
+    assert "generation" not in last
+    assert last["action"] == "stale"
+
+
+@pytest.mark.asyncio
+async def test_a_retry_after_a_crash_before_the_put_takes_over_once_the_run_is_dead(
+    harness: Harness,
+) -> None:
+    # GIVEN a run that claimed generation 0 and died before putting generation 1
+    token = await started(harness)
+    rt = harness.runtime()
+    await harness.store.claim(token, now=harness.now, run_until=harness.now + 60.0)
+    # WHEN its retry arrives while the dead run's deadline has not passed
+    early = await run_token(rt, token, remaining=60.0)
+    # THEN it may not run (the run could still be alive)
+    assert early.action == "stale"
+    assert harness.put == []
+    # WHEN the retry comes after that deadline
+    harness.now += 61.0
+    late = await run_token(rt, token, remaining=60.0)
+    # THEN it runs generation 0 again and puts generation 1
+    assert late.action == "ran"
+    assert late.claim == "takeover"
+    assert harness.put == [LoopToken(token.loop_id, 1)]
+
+
+@pytest.mark.asyncio
+async def test_a_put_that_fails_every_retry_releases_the_lease_for_the_retry(
+    harness: Harness,
+) -> None:
+    token = await started(harness)
+    harness.put_failures = harness.policy.put_attempts
+    # WHEN every put attempt fails
+    outcome = await run_token(harness.runtime(), token, remaining=60.0)
+    # THEN the run reports it, after backing off between attempts
+    assert outcome.action == "put_failed"
+    assert harness.sleeps == backoff_delays(harness.policy)
+    # AND the retry of the token may take over at once (no waiting for the deadline)
+    retry = await run_token(harness.runtime(), token, remaining=60.0)
+    assert (retry.action, retry.claim) == ("ran", "takeover")
+    assert harness.put == [LoopToken(token.loop_id, 1)]
+
+
+@pytest.mark.asyncio
+async def test_backlog_scales_out_by_one_loop_within_the_cap(harness: Harness) -> None:
+    token = await started(harness)
+    harness.backlog = 10_000
+    rt = harness.runtime()
+    # WHEN runs keep seeing a large backlog
+    out = await run_token(rt, token, remaining=60.0)
+    # THEN each puts its own next token and a new loop's first, until max_loops
+    assert out.tokens == 2
+    assert harness.put == [LoopToken(token.loop_id, 1), LoopToken("loop-2", 0)]
+    out = await run_token(rt, LoopToken("loop-2", 0), remaining=60.0)
+    assert out.tokens == 2
+    out = await run_token(rt, LoopToken("loop-3", 0), remaining=60.0)
+    assert out.tokens == 1
+    assert harness.store.live == 3 == len(harness.store.leases)
+
+
+@pytest.mark.asyncio
+async def test_idle_loops_end_down_to_min_loops(harness: Harness) -> None:
+    # GIVEN two loops and an empty queue
+    first = await started(harness, loops=2)
+    second = LoopToken("loop-2", 0)
+    rt = harness.runtime()
+    # WHEN each runs empty for idle_generations runs
+    a1 = await run_token(rt, first, remaining=60.0)
+    b1 = await run_token(rt, second, remaining=60.0)
+    a2 = await run_token(rt, LoopToken(first.loop_id, 1), remaining=60.0)
+    b2 = await run_token(rt, LoopToken(second.loop_id, 1), remaining=60.0)
+    # THEN the first to reach the limit ends; the last one stays (min_loops = 1)
+    assert [a1.action, b1.action, a2.action, b2.action] == ["ran", "ran", "ended", "ran"]
+    assert b2.reason == "continue"
+    assert harness.store.live == 1
+    assert list(harness.store.leases) == [second.loop_id]
+
+
+@pytest.mark.asyncio
+async def test_two_idle_loops_racing_cannot_both_end_below_min_loops(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two idle loops, one about to end, the other having read the count before that
+    first = await started(harness, loops=2)
+    second = LoopToken("loop-2", 0)
+    rt = harness.runtime()
+    await run_token(rt, first, remaining=60.0)
+    await run_token(rt, second, remaining=60.0)
+    assert (await run_token(rt, LoopToken(first.loop_id, 1), remaining=60.0)).action == "ended"
+
+    async def stale_count() -> Control:
+        return Control(True, 2)
+
+    monkeypatch.setattr(harness.store, "get_control", stale_count)
+    # WHEN the second decides to end on its stale count
+    out = await run_token(rt, LoopToken(second.loop_id, 1), remaining=60.0)
+    # THEN the store's floor refuses and the loop goes on
+    assert (out.action, out.reason) == ("ran", "at_min_loops")
+    assert harness.store.live == 1
+
+
+@pytest.mark.asyncio
+async def test_the_kill_switch_ends_a_loop_at_its_next_run(harness: Harness) -> None:
+    token = await started(harness)
+    await harness.store.set_enabled(False)
+
+    outcome = await run_token(harness.runtime(), token, remaining=60.0)
+
+    assert (outcome.action, outcome.reason) == ("ended", "killed")
+    assert harness.put == []
+    assert harness.consumed == []
+    assert harness.store.live == 0
+
+
+@pytest.mark.asyncio
+async def test_the_watchdog_reseeds_a_silent_loop_and_fences_its_old_token(
+    harness: Harness,
+) -> None:
+    # GIVEN a loop whose token was lost
+    token = await started(harness)
+    rt = harness.runtime()
+    # WHEN the watchdog runs before and after the heartbeat limit
+    harness.now += harness.policy.heartbeat_limit - 1
+    assert (await run_watchdog(rt)).reseeded == []
+    harness.now += 2
+    report = await run_watchdog(rt)
+    # THEN it re-seeds with the next generation, and the lost token can no longer run
+    assert report.reseeded == [token.loop_id]
+    assert harness.put == [LoopToken(token.loop_id, 1)]
+    assert (await run_token(rt, token, remaining=60.0)).action == "stale"
+    assert (await run_token(rt, LoopToken(token.loop_id, 1), remaining=60.0)).action == "ran"
+
+
+@pytest.mark.asyncio
+async def test_the_watchdog_keeps_min_loops_and_ends_silent_loops_when_off(
+    harness: Harness,
+) -> None:
+    rt = harness.runtime()
+    await harness.store.set_enabled(True)
+    # WHEN the switch is on and no loop lives
+    report = await run_watchdog(rt)
+    # THEN it starts min_loops
+    assert report.spawned == ["loop-1"]
+    # WHEN the switch is off and that loop's token is lost
+    await harness.store.set_enabled(False)
+    harness.now += harness.policy.heartbeat_limit + 1
+    report = await run_watchdog(rt)
+    # THEN the watchdog ends it (no run would come to do it)
+    assert report.ended == ["loop-1"]
+    assert harness.store.live == 0
+
+
+# -- EMF and logs ---------------------------------------------------------------------------
+
+
+def test_emf_record_declares_every_metric_under_its_dimensions() -> None:
+    doc = emf_record(
+        {"received": 3, "backlog": 10},
+        dimensions={"Queue": "work"},
+        properties={"loop_id": "L"},
+        timestamp_ms=5,
+    )
+
+    meta = doc["_aws"]["CloudWatchMetrics"][0]
+    assert doc["_aws"]["Timestamp"] == 5
+    assert meta["Dimensions"] == [["Queue"]]
+    assert {m["Name"] for m in meta["Metrics"]} == {"received", "backlog"}
+    assert (doc["Queue"], doc["received"], doc["loop_id"]) == ("work", 3, "L")
+
+
+def test_logs_never_carry_bodies_or_receipt_handles() -> None:
+    lines: list[str] = []
+
+    log("x", write=lines.append, message_id="m", body="SECRET", nested={"ReceiptHandle": "RH"})
+
+    assert "SECRET" not in lines[0]
+    assert "RH" not in lines[0]
+    assert json.loads(lines[0])["message_id"] == "m"
