@@ -49,6 +49,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .._exceptions import ClosedError, ConfigError
+from ._loopback import serve_on_loopback
 
 __all__ = ("FaultKind", "FaultProxy", "Faults")
 
@@ -268,18 +269,12 @@ class FaultProxy:
         )
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         try:
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
+            runner, self._endpoint_url = await serve_on_loopback(app)
         except BaseException:
-            await runner.cleanup()
             await self._session.close()
             raise
         self._runner = runner
-        self._endpoint_url = f"http://{host}:{port}"
         return self
 
     async def __aexit__(

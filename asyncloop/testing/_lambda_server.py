@@ -32,6 +32,7 @@ import anyio
 from aiohttp import web
 
 from .._exceptions import ClosedError, ConfigError
+from ._loopback import serve_on_loopback
 
 __all__ = ("Invocation", "LambdaServer", "OnInvoke")
 
@@ -179,18 +180,8 @@ class LambdaServer:
         app = web.Application()
         app.router.add_post(_INVOKE_PATH, self._handle_invoke)
         app.router.add_get(_FUNCTION_PATH, self._handle_get_function)
-        # Latency sleeps end when closing starts, so a short shutdown timeout is enough.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-        except BaseException:
-            await runner.cleanup()
-            raise
+        runner, self._endpoint_url = await serve_on_loopback(app)
         self._runner = runner
-        self._endpoint_url = f"http://{host}:{port}"
         return self
 
     async def __aexit__(
