@@ -8,6 +8,11 @@ standard queue can deliver one MessageId twice, and SQS rejects a whole batch wi
 A per-entry failure that SQS marks as its own fault (``SenderFault`` false) is retried in a
 later batch, up to `attempts` tries; then the message is left to SQS and counted. Nothing is
 dropped silently: a delete that never happens means a duplicate later, never a loss.
+
+Visibility changes share one lane: releases (visibility 0, or a short delay after a throttle),
+failure backoffs and heartbeat extensions. An entry may carry its own `on_done` callback (the
+consumer's, for backoffs and extensions); without one it counts as a release. Logs name
+message ids and error codes only, never bodies or receipt handles.
 """
 
 from __future__ import annotations
@@ -33,11 +38,18 @@ logger = logging.getLogger("asyncloop")
 _MAX_BATCH = 10
 
 
+Outcome = BatchEntryFailure | AwsError | Exception | None
+"""None for success; otherwise the entry's failure, or the error that failed its whole call."""
+
+OnDone = Callable[[Message, Outcome], None]
+
+
 @dataclass(slots=True)
 class _Entry:
     message: Message
     visibility: int = 0
     attempt: int = 1
+    on_done: OnDone | None = None
 
 
 class _Lane:
@@ -47,7 +59,7 @@ class _Lane:
         self,
         operation: str,
         send: Callable[[list[_Entry]], Awaitable[Sequence[BatchEntryFailure]]],
-        on_done: Callable[[_Entry, BatchEntryFailure | AwsError | Exception | None], None],
+        on_done: Callable[[_Entry, Outcome], None],
     ) -> None:
         self.operation = operation
         self.send = send
@@ -56,6 +68,8 @@ class _Lane:
         self.first_at = 0.0
         # Entries that calls already started or scheduled will take.
         self.claimed = 0
+        # Entries buffered or in a call that has not answered.
+        self.pending = 0
 
     def take(self, limit: int = _MAX_BATCH) -> list[_Entry]:
         buffer = self.buffer
@@ -78,8 +92,10 @@ class Acker:
         max_pending: int,
         concurrency: int,
         attempts: int,
+        on_release: Callable[[], None] | None = None,
     ) -> None:
         self._queue = queue
+        self._on_release = on_release
         self._stats = stats
         self._flush_interval = flush_interval
         self._max_pending = max_pending
@@ -115,10 +131,23 @@ class Acker:
         """Queue `message` for deletion without waiting for room (for shutdown paths)."""
         self._add(self._deletes, _Entry(message))
 
-    def release(self, message: Message, visibility: int = 0) -> None:
+    def release(self, message: Message, visibility: int = 0, on_done: OnDone | None = None) -> None:
         """Queue a visibility change (0: visible again at once). Never waits: releases come
-        from messages the consumer already holds, so they are bounded by max_in_flight."""
-        self._add(self._releases, _Entry(message, visibility))
+        from messages the consumer already holds, so they are bounded by max_in_flight.
+
+        `on_done(message, outcome)` is called once the change succeeded (outcome None) or was
+        given up; without it the change counts as a release in the stats."""
+        self._add(self._releases, _Entry(message, visibility, 1, on_done))
+
+    def flush_releases(self) -> None:
+        """Send buffered visibility changes now (the heartbeat's extensions cannot wait for
+        `flush_interval`)."""
+        self._flush(self._releases, partial=True)
+
+    @property
+    def releases_pending(self) -> int:
+        """Visibility changes buffered or in a call that has not answered yet."""
+        return self._releases.pending
 
     async def tick(self) -> None:
         """Flush partial batches once their oldest entry has waited `flush_interval`. Runs
@@ -126,6 +155,10 @@ class Acker:
         while True:
             await self._buffered.wait()
             self._buffered.clear()
+            if self._tg is None:
+                # Closing: close() sends what is buffered. (Going on would spin without ever
+                # yielding: _flush does nothing, the buffer stays, the event is set again.)
+                return
             for lane in self._lanes:
                 if lane.buffer:
                     delay = lane.first_at + self._flush_interval - self._now()
@@ -158,6 +191,7 @@ class Acker:
             self._buffered.set()
         lane.buffer.append(entry)
         self._pending += 1
+        lane.pending += 1
         if len(lane.buffer) >= _MAX_BATCH:
             self._flush(lane, partial=False)
 
@@ -190,7 +224,9 @@ class Acker:
                     for entry in batch:
                         self._settle(lane, entry, exc, retry=exc.retryable)
                 except Exception as exc:  # a broken Queue implementation: log, count, go on
-                    logger.exception("%s failed", lane.operation)
+                    # The type only: an exception's text may quote receipt handles.
+                    logger.warning("%s raised %s", lane.operation, type(exc).__name__)
+                    logger.debug("%s traceback", lane.operation, exc_info=True)
                     for entry in batch:
                         self._settle(lane, entry, exc, retry=False)
                 except BaseException:
@@ -207,22 +243,19 @@ class Acker:
                             self._settle(lane, entry, failure, retry=not failure.sender_fault)
         finally:
             self._changed.set()
+            if lane is self._releases and self._on_release is not None:
+                self._on_release()
 
-    def _settle(
-        self,
-        lane: _Lane,
-        entry: _Entry,
-        outcome: BatchEntryFailure | AwsError | Exception | None,
-        *,
-        retry: bool,
-    ) -> None:
+    def _settle(self, lane: _Lane, entry: _Entry, outcome: Outcome, *, retry: bool) -> None:
         if outcome is not None and retry and entry.attempt < self._attempts:
             entry.attempt += 1
             self._add(lane, entry)
             self._pending -= 1  # _add counted it again
+            lane.pending -= 1
             return
-        lane.on_done(entry, outcome)
         self._pending -= 1
+        lane.pending -= 1
+        lane.on_done(entry, outcome)
         if self._space_waiters and self._pending < self._max_pending:
             waiter = self._space_waiters.popleft()
             if not waiter.done():
@@ -250,9 +283,7 @@ class Acker:
             [(str(i), e.message.receipt_handle, e.visibility) for i, e in enumerate(batch)]
         )
 
-    def _delete_done(
-        self, entry: _Entry, outcome: BatchEntryFailure | AwsError | Exception | None
-    ) -> None:
+    def _delete_done(self, entry: _Entry, outcome: Outcome) -> None:
         if outcome is None:
             self._stats.deleted += 1
             return
@@ -261,12 +292,13 @@ class Acker:
             "delete of message %s failed after %d attempt(s) (%s); it will be delivered again",
             entry.message.message_id,
             entry.attempt,
-            _describe(outcome),
+            describe(outcome),
         )
 
-    def _release_done(
-        self, entry: _Entry, outcome: BatchEntryFailure | AwsError | Exception | None
-    ) -> None:
+    def _release_done(self, entry: _Entry, outcome: Outcome) -> None:
+        if entry.on_done is not None:
+            entry.on_done(entry.message, outcome)
+            return
         if outcome is None:
             self._stats.released += 1
             return
@@ -274,11 +306,13 @@ class Acker:
         logger.warning(
             "visibility change of message %s failed (%s); it returns after its visibility timeout",
             entry.message.message_id,
-            _describe(outcome),
+            describe(outcome),
         )
 
 
-def _describe(outcome: BatchEntryFailure | AwsError | Exception) -> str:
+def describe(outcome: BatchEntryFailure | AwsError | Exception) -> str:
+    """An outcome for a log line: its error code or type, never its text (which may quote a
+    receipt handle)."""
     if isinstance(outcome, BatchEntryFailure):
         return outcome.code
     if isinstance(outcome, AwsError):

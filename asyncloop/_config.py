@@ -37,6 +37,19 @@ def _check_range(name: str, value: _N, low: _N, high: _N | None) -> None:
         raise ConfigError(f"{name} must be in {allowed}, got {value!r}", field=name)
 
 
+def _check_int(name: str, value: float, low: int, high: int | None) -> None:
+    """`_check_range` for a whole number: SQS takes these as integers, so 1.5 is refused."""
+    _check_range(name, value, low, high)
+    if not isinstance(value, int):
+        allowed = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{name} must be a whole number in {allowed}, got {value!r}", field=name)
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}", field=name)
+
+
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}", field=name)
@@ -79,7 +92,8 @@ class ConsumerConfig:
 
     visibility_timeout: int | None = None
     """VisibilityTimeout asked on receive (0..43200 s), or None for the queue's own.
-    Default None."""
+    Default None. When set, it is also the timeout the visibility heartbeat works from
+    (otherwise the Consumer's `visibility_timeout` argument, the queue's own, is)."""
 
     delete_by: DeleteBy = "consumer"
     """``consumer``: delete after a successful dispatch, in batches. ``worker``: never delete;
@@ -120,16 +134,63 @@ class ConsumerConfig:
 
     delete_attempts: int = 3
     """Tries per delete entry that fails inside a batch (1..10), after botocore's own retries of
-    the call. Default 3. After the last, the message is left to redeliver and counted."""
+    the call. Default 3. After the last, the message is left to redeliver and counted. Also the
+    tries per entry of a visibility change (release, failure backoff, heartbeat extension)."""
+
+    failure_backoff_base: float | None = None
+    """Failure backoff (0..43200 s), or None/0 to leave a failed message's visibility as it is
+    (it returns when the queue's visibility timeout ends). Default None. When set, a dispatch
+    that fails (not a throttle) sets the message's visibility to ``base * 2**(receives - 1)``
+    seconds (``ApproximateReceiveCount``), capped at `failure_backoff_cap`, with equal jitter
+    (a random value between half and all of it), rounded up to whole seconds. It goes through
+    the batched ChangeMessageVisibilityBatch path, so retries of a bad message back off while
+    its receive count climbs to the queue's maxReceiveCount (and the DLQ)."""
+
+    failure_backoff_cap: float = 900.0
+    """Largest failure backoff visibility (1..43200 s), at least `failure_backoff_base`.
+    Default 900. A payload over the target's limit (`PayloadTooLarge`) never succeeds: it
+    gets the cap at once."""
+
+    adaptive_concurrency: bool = True
+    """Lower the dispatch concurrency when the target throttles (``DispatchThrottled``, a
+    Lambda 429): additive increase (+1 per `limit` successes), multiplicative decrease (halved
+    once per window of dispatches), floor 1, ceiling `max_in_flight`. Receiving follows the
+    limit, so no more messages are held than can be dispatched. Default True. Costs nothing
+    until the first throttle."""
+
+    throttle_retries: int = 3
+    """In-process re-dispatches of a throttled message (0..100) before it is released. Default
+    3. A retry waits `throttle_retry_delay` (full jitter, doubling, at most 2 s) and for a free
+    slot under the lowered limit; it does not cost a receive, so a throttling storm does not
+    burn receive counts towards the DLQ. With no known visibility timeout the wait is not
+    checked against it (a message whose timeout ends first is a duplicate, never a loss)."""
+
+    throttle_retry_delay: float = 0.05
+    """Base of the wait before an in-process retry of a throttled dispatch (0..10 s).
+    Default 0.05."""
+
+    throttle_release_visibility: int = 1
+    """A throttled message that used up `throttle_retries` (or is throttled while stopping) is
+    released with a visibility drawn from 0..this many whole seconds (0..900), so the retries
+    of a burst spread out. Default 1. It costs one receive when it comes back."""
+
+    max_visibility_extension: float = 3600.0
+    """Visibility heartbeat: total seconds a held message's visibility may be extended beyond
+    its first timeout (0..43200; 0 turns the heartbeat off). Default 3600. Needs the queue's
+    visibility timeout: `visibility_timeout` here, or the Consumer's `visibility_timeout`
+    argument. Messages held with less than half of it left are extended by it again, in
+    ChangeMessageVisibilityBatch calls of at most 10; an extension that finds the receipt
+    handle invalid cancels the dispatch and counts ``lease_lost``."""
 
     def __post_init__(self) -> None:
-        _check_range("receivers", self.receivers, 1, 1024)
-        _check_range("max_in_flight", self.max_in_flight, 1, 100_000)
-        _check_range("batch_size", self.batch_size, 1, 10)
-        _check_range("wait_time_seconds", self.wait_time_seconds, 0, 20)
+        _check_int("receivers", self.receivers, 1, 1024)
+        _check_int("max_in_flight", self.max_in_flight, 1, 100_000)
+        _check_int("batch_size", self.batch_size, 1, 10)
+        _check_int("wait_time_seconds", self.wait_time_seconds, 0, 20)
         if self.visibility_timeout is not None:
-            _check_range("visibility_timeout", self.visibility_timeout, 0, 43_200)
+            _check_int("visibility_timeout", self.visibility_timeout, 0, 43_200)
         _check_choice("delete_by", self.delete_by, ("consumer", "worker"))
+        _check_bool("until_empty", self.until_empty)
         if self.duration is not None:
             _check_range("duration", self.duration, 0.001, None)
         if self.deadline is not None:
@@ -137,9 +198,23 @@ class ConsumerConfig:
         _check_range("shutdown_grace", self.shutdown_grace, 0.0, 3600.0)
         _check_range("ack_flush_interval", self.ack_flush_interval, 0.001, 10.0)
         _check_range("ack_flush_timeout", self.ack_flush_timeout, 0.1, 300.0)
-        _check_range("max_pending_acks", self.max_pending_acks, 10, 1_000_000)
-        _check_range("delete_concurrency", self.delete_concurrency, 1, 256)
-        _check_range("delete_attempts", self.delete_attempts, 1, 10)
+        _check_int("max_pending_acks", self.max_pending_acks, 10, 1_000_000)
+        _check_int("delete_concurrency", self.delete_concurrency, 1, 256)
+        _check_int("delete_attempts", self.delete_attempts, 1, 10)
+        if self.failure_backoff_base is not None:
+            _check_range("failure_backoff_base", self.failure_backoff_base, 0.0, 43_200.0)
+        _check_range("failure_backoff_cap", self.failure_backoff_cap, 1.0, 43_200.0)
+        if self.failure_backoff_base and self.failure_backoff_cap < self.failure_backoff_base:
+            raise ConfigError(
+                f"failure_backoff_cap must be >= failure_backoff_base "
+                f"({self.failure_backoff_base}), got {self.failure_backoff_cap!r}",
+                field="failure_backoff_cap",
+            )
+        _check_bool("adaptive_concurrency", self.adaptive_concurrency)
+        _check_int("throttle_retries", self.throttle_retries, 0, 100)
+        _check_range("throttle_retry_delay", self.throttle_retry_delay, 0.0, 10.0)
+        _check_int("throttle_release_visibility", self.throttle_release_visibility, 0, 900)
+        _check_range("max_visibility_extension", self.max_visibility_extension, 0.0, 43_200.0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConsumerConfig:

@@ -3,11 +3,25 @@
 Shape of one run (all tasks live in task groups owned by `Consumer.run`)::
 
     receivers (R) ──▶ hand-off ──▶ workers (up to C) ──success──▶ Acker ──▶ DeleteMessageBatch
-         ▲                              │
-         └── capacity: at most C held ◀─┘
+         ▲                              │  │
+         └── capacity: at most L held ◀─┘  └─failure/throttle─▶ Acker ──▶ ChangeMessageVisibility
+                                                                           Batch
+    heartbeat ── held messages near their visibility deadline ──▶ Acker (extensions)
 
 A receiver first takes capacity, then asks SQS for exactly what it took (at most
 `batch_size`), so no message ever waits locally while its visibility timeout runs.
+
+Bad days:
+- throttles (``DispatchThrottled``, a Lambda 429) lower the dispatch limit L (AIMD: +1 per L
+  successes, halved once per window of dispatches, floor 1, ceiling `max_in_flight`);
+  receiving follows L, and a throttled message is retried in-process (no receive burnt), then
+  released for a quick retry;
+- a failed dispatch gets a visibility by receive count (exponential, jittered, capped), when
+  `failure_backoff_base` is set;
+- the heartbeat extends held messages near their visibility deadline; an extension that finds
+  the receipt handle invalid cancels that message's dispatch (``lease_lost``);
+- FIFO queues (URL ending ``.fifo``): groups run in parallel, each group in order, one message
+  at a time; a failure releases the rest of its group, unstarted.
 
 Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`):
 1. stop receiving: receivers waiting for capacity or backing off leave at once; a receive
@@ -16,12 +30,16 @@ Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`):
 2. drain: dispatches under way get `shutdown_grace` seconds, then are cancelled;
 3. in a shielded scope bounded by `ack_flush_timeout`: release (visibility 0) every message
    received but not finished, and flush every pending delete.
+
+Logs name message ids, never bodies or receipt handles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -30,12 +48,19 @@ from collections.abc import Sequence
 import anyio
 import anyio.abc
 
-from ._acker import Acker
-from ._config import ConsumerConfig
-from ._exceptions import AwsError, CredentialsError, DispatchError, DispatchThrottled, QueueNotFound
+from ._acker import Acker, OnDone, Outcome, describe
+from ._config import ConsumerConfig, _check_int, validate_queue_url
+from ._exceptions import (
+    AwsError,
+    CredentialsError,
+    DispatchError,
+    DispatchThrottled,
+    PayloadTooLarge,
+    QueueNotFound,
+)
 from ._protocols import Dispatcher, Queue
 from ._stats import Stats
-from ._types import Message
+from ._types import BatchEntryFailure, Message
 
 __all__ = ("Consumer",)
 
@@ -51,6 +76,16 @@ _BACKOFF_CAP_SEVERE = 60.0
 # so an idle queue is not polled in a tight loop.
 _EMPTY_PAUSE_MIN = 0.01
 _EMPTY_PAUSE_MAX = 1.0
+# In-process retries of a throttled dispatch wait at most this long each.
+_THROTTLE_RETRY_CAP = 2.0
+# SQS keeps a message invisible at most 12 hours from its receive.
+_MAX_VISIBILITY = 43_200
+# The heartbeat checks a few times per visibility timeout, never in a tight loop.
+_HEARTBEAT_MIN_PERIOD = 0.05
+# Entry codes that say the lease is gone: another receive holds the message, or it was deleted
+# or became visible again.
+_LEASE_GONE = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"})
+_LEASE_LOST = "asyncloop: lease lost"
 
 
 class _Capacity:
@@ -60,12 +95,14 @@ class _Capacity:
     ``min(want, free)``. Completions of one received batch tend to land in the same event
     loop turn, so even `low_water` = 1 usually refills whole batches; at very high capacity
     a larger mark (a hundredth of the capacity, at most a batch) keeps receives full at
-    almost no cost in concurrency.
+    almost no cost in concurrency. `resize` follows the adaptive dispatch limit: `free` may
+    go below zero while more are held than the new total.
     """
 
     def __init__(self, total: int, batch_size: int) -> None:
         self.total = total
         self.free = total
+        self.batch_size = batch_size
         self.low_water = max(1, min(batch_size, total // 100))
         self.closed = False
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -94,6 +131,13 @@ class _Capacity:
         if self.free >= self.low_water:
             self._wake()
 
+    def resize(self, total: int) -> None:
+        self.free += total - self.total
+        self.total = total
+        self.low_water = max(1, min(self.batch_size, total // 100))
+        if self.free >= self.low_water:
+            self._wake()
+
     def close(self) -> None:
         self.closed = True
         while self._waiters:
@@ -109,6 +153,62 @@ class _Capacity:
                 return
 
 
+class _Gate:
+    """At most `limit` dispatches at once (the adaptive limit); waiters go first come, first
+    served. The caller checks ``busy < limit and not waiters`` inline and only awaits `enter`
+    when it must wait, so an unthrottled run never suspends here."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.busy = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def enter(self) -> None:
+        while self.busy >= self.limit or self.waiters:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self.wake()
+                else:
+                    self._discard(waiter)
+                raise
+            if self.busy < self.limit:
+                break
+        self.busy += 1
+
+    def leave(self) -> None:
+        self.busy -= 1
+        if self.waiters:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake as many waiters as there are free slots."""
+        free = self.limit - self.busy
+        while self.waiters and free > 0:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    def _discard(self, waiter: asyncio.Future[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(waiter)
+
+
+def failure_visibility(
+    receive_count: int, base: float, cap: float, rng: random.Random | None = None
+) -> int:
+    """The visibility (whole seconds) of a failed message: ``base * 2**(receive_count - 1)``
+    capped at `cap`, with equal jitter (between half and all of it), rounded up, at least 1."""
+    exponent = min(max(receive_count, 1) - 1, 32)
+    delay = min(cap, base * 2.0**exponent)
+    jittered = (rng or random).uniform(delay / 2, delay)
+    return max(1, min(_MAX_VISIBILITY, math.ceil(jittered)))
+
+
 class Consumer:
     """Consumes one queue until a stop condition, dispatching each message once per receive.
 
@@ -117,6 +217,10 @@ class Consumer:
         consumer = Consumer(queue=SqsQueue(...), dispatcher=LambdaDispatcher(...),
                             config=ConsumerConfig(max_in_flight=256, until_empty=True))
         stats = await consumer.run()
+
+    `visibility_timeout` is the queue's own visibility timeout in whole seconds (the CLI reads
+    it with ``GetQueueAttributes``); ``config.visibility_timeout`` wins when set. Without
+    either, the heartbeat is off. It may also be set as an attribute before `run()`.
 
     `run()` may be called once. `stop()` asks for a graceful stop from any task on the same
     event loop; cancelling `run()` stops at once but still flushes deletes and releases
@@ -129,23 +233,47 @@ class Consumer:
         queue: Queue,
         dispatcher: Dispatcher,
         config: ConsumerConfig | None = None,
+        visibility_timeout: int | None = None,
     ) -> None:
+        validate_queue_url(queue.queue_url)
+        if visibility_timeout is not None:
+            _check_int("visibility_timeout", visibility_timeout, 0, _MAX_VISIBILITY)
         self.queue = queue
         self.dispatcher = dispatcher
-        self.config = config if config is not None else ConsumerConfig()
-        self.stats = Stats()
-        # The API call each dispatch makes ("Invoke"), counted with the SQS calls.
+        # The API call a dispatch makes ("Invoke"), counted per attempt; None in-process.
         self._operation: str | None = getattr(dispatcher, "operation", None)
-        self._capacity = _Capacity(self.config.max_in_flight, self.config.batch_size)
+        self.config = config if config is not None else ConsumerConfig()
+        self.visibility_timeout = visibility_timeout
+        self.stats = Stats()
+        limit = self.config.max_in_flight
+        self.stats.concurrency_limit = self.stats.concurrency_limit_min = limit
+        self._capacity = _Capacity(limit, self.config.batch_size)
+        self._gate = _Gate(limit)
+        self._limit = limit
+        self._ceiling = limit
+        # AIMD: successes since the last change, and the decrease epoch (one decrease per
+        # window: throttles of dispatches started before the last decrease don't count again).
+        self._window = 0
+        self._epoch = 0
+        self._fifo = queue.queue_url.rstrip("/").endswith(".fifo")
+        self._groups: dict[str, deque[Message]] = {}
         self._stopping = False
         self._ran = False
         self._stop_event: asyncio.Event | None = None
-        self._held = 0
+        # Every message received and not finished, with its visibility deadline (loop clock).
+        self._held: dict[Message, float] = {}
         self._drained: asyncio.Event | None = None
         self._handoff: asyncio.Queue[Message] = asyncio.Queue()
         self._workers = 0
         self._idle_workers = 0
-        self._running: set[Message] = set()
+        # Messages whose dispatch is under way, and the task awaiting it.
+        self._running: dict[Message, asyncio.Task[object]] = {}
+        # Heartbeat: extensions under way; the first deadline of extended messages; messages
+        # at their extension cap (warned once).
+        self._extending: set[Message] = set()
+        self._first_deadline: dict[Message, float] = {}
+        self._capped: set[Message] = set()
+        self._lost: set[Message] = set()
         self._acker: Acker | None = None
         self._deadline: float | None = None
         # until_empty: receivers that got an empty answer and wait for news.
@@ -159,7 +287,12 @@ class Consumer:
     @property
     def in_flight(self) -> int:
         """Messages received and not yet finished (dispatching or waiting to start)."""
-        return self._held
+        return len(self._held)
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The adaptive dispatch limit now (`max_in_flight` until a throttle lowers it)."""
+        return self._limit
 
     @property
     def stopping(self) -> bool:
@@ -203,15 +336,19 @@ class Consumer:
             max_pending=config.max_pending_acks,
             concurrency=config.delete_concurrency,
             attempts=config.delete_attempts,
+            on_release=self._release_settled,
         )
         self._acker = acker
         logger.info(
-            "consumer starting: queue=%s receivers=%d max_in_flight=%d batch_size=%d delete_by=%s",
+            "consumer starting: queue=%s receivers=%d max_in_flight=%d batch_size=%d "
+            "delete_by=%s fifo=%s heartbeat=%s",
             self.queue.queue_url,
             config.receivers,
             config.max_in_flight,
             config.batch_size,
             config.delete_by,
+            self._fifo,
+            self._heartbeat_vt() is not None,
         )
         try:
             async with anyio.create_task_group() as ack_group:
@@ -230,12 +367,25 @@ class Consumer:
 
     # -- phases ---------------------------------------------------------------------------
 
+    def _heartbeat_vt(self) -> int | None:
+        config = self.config
+        vt = config.visibility_timeout
+        if vt is None:
+            vt = self.visibility_timeout
+        if not vt or config.max_visibility_extension <= 0:
+            return None
+        return vt
+
     async def _run_until_stopped(self) -> None:
         config = self.config
         assert self._stop_event is not None
         assert self._drained is not None
         async with anyio.create_task_group() as work_group:
             self._work_group = work_group
+            vt = self._heartbeat_vt()
+            if vt is not None:
+                # In the work group: extensions go on while dispatches drain.
+                work_group.start_soon(self._heartbeat, vt)
             with anyio.CancelScope() as receiving:
                 async with anyio.create_task_group() as receive_group:
                     for _ in range(config.receivers):
@@ -270,21 +420,26 @@ class Consumer:
     async def _finish(self, acker: Acker) -> None:
         """Release what was received but not finished; flush every pending ack."""
         with anyio.move_on_after(self.config.ack_flush_timeout) as scope:
-            unstarted = 0
-            while not self._handoff.empty():
-                message = self._handoff.get_nowait()
+            cancelled = unstarted = 0
+            for message in self._held:
+                if message in self._lost:
+                    continue  # the lease is gone: nothing to release
                 acker.release(message)
-                unstarted += 1
-            for message in self._running:
-                acker.release(message)
-            if unstarted or self._running:
+                if message in self._running:
+                    cancelled += 1
+                else:
+                    unstarted += 1
+            if unstarted or cancelled:
                 logger.info(
                     "releasing %d unstarted and %d cancelled message(s) (visibility 0)",
                     unstarted,
-                    len(self._running),
+                    cancelled,
                 )
+            while not self._handoff.empty():
+                self._handoff.get_nowait()
             self._running.clear()
-            self._held = 0
+            self._held.clear()
+            self._groups.clear()
             await acker.close()
         if scope.cancelled_caught:
             logger.warning(
@@ -301,6 +456,7 @@ class Consumer:
         stats = self.stats
         capacity = self._capacity
         queue = self.queue
+        held = self._held
         failures = 0
         empty_pause = 0.0
         while not self._stopping:
@@ -336,9 +492,14 @@ class Consumer:
                 continue
             empty_pause = 0.0
             stats.received += got
-            self._held += got
-            if self._held > stats.peak_in_flight:
-                stats.peak_in_flight = self._held
+            # The visibility deadline, counted from the answer: SQS started the clock a
+            # network hop earlier, which the heartbeat's margin covers.
+            vt = config.visibility_timeout or self.visibility_timeout or 0
+            deadline = self._loop_time() + vt
+            for message in messages:
+                held[message] = deadline
+            if len(held) > stats.peak_in_flight:
+                stats.peak_in_flight = len(held)
             if self._news is not None and self._parked:
                 self._news.set()
             if self.stopping:
@@ -346,7 +507,7 @@ class Consumer:
                 assert self._acker is not None
                 for message in messages:
                     self._acker.release(message)
-                self._finish_held(got)
+                    self._done(message)
                 return
             self._hand_off(messages)
 
@@ -366,7 +527,7 @@ class Consumer:
         logger.warning(
             "ReceiveMessage failed (%s: %s); retrying in %.2fs",
             type(exc).__name__,
-            exc.code or exc,
+            exc.code or "no code",
             delay,
         )
         await self._pause(delay)
@@ -379,11 +540,17 @@ class Consumer:
 
     async def _park(self) -> None:
         """until_empty: the queue answered empty. Stop once every receiver has and nothing is
-        held; otherwise wait for news (a receive got messages, or the last held one finished)."""
+        held or being released; otherwise wait for news (a receive got messages, the last
+        held one finished, or a release made one visible again)."""
         assert self._news is not None
+        assert self._acker is not None
         self._parked += 1
         try:
-            if self._parked == self.config.receivers and self._held == 0:
+            if (
+                self._parked == self.config.receivers
+                and not self._held
+                and not self._acker.releases_pending
+            ):
                 logger.info("queue answered empty and nothing is in flight: stopping")
                 self.stop()
                 return
@@ -392,9 +559,16 @@ class Consumer:
         finally:
             self._parked -= 1
 
+    def _release_settled(self) -> None:
+        """A visibility change answered: a parked until_empty receiver looks again."""
+        if self._parked and self._news is not None:
+            self._news.set()
+
     # -- dispatching ----------------------------------------------------------------------
 
     def _hand_off(self, messages: Sequence[Message]) -> None:
+        if self._fifo:
+            messages = self._admit(messages)
         handoff = self._handoff
         for message in messages:
             handoff.put_nowait(message)
@@ -408,36 +582,120 @@ class Consumer:
             group.start_soon(self._worker)
             needed -= 1
 
+    def _admit(self, messages: Sequence[Message]) -> list[Message]:
+        """FIFO: queue each message behind its group's; return the heads of idle groups."""
+        groups = self._groups
+        heads = []
+        for message in messages:
+            group = message.group_id or ""
+            waiting = groups.get(group)
+            if waiting is None:
+                groups[group] = deque()
+                heads.append(message)
+            else:
+                waiting.append(message)
+        return heads
+
+    def _next_in_group(self, message: Message, ok: bool) -> Message | None:
+        """FIFO: the next message of `message`'s group, or None (the group is idle again).
+        After a failure, or while stopping, the rest of the group is released unstarted."""
+        group = message.group_id or ""
+        waiting = self._groups.get(group)
+        if waiting is None:
+            return None
+        if waiting and ok and not self._stopping:
+            return waiting.popleft()
+        del self._groups[group]
+        if waiting:
+            assert self._acker is not None
+            logger.info(
+                "releasing %d later message(s) of group after message %s, unstarted",
+                len(waiting),
+                message.message_id,
+            )
+            for later in waiting:
+                if later in self._lost:
+                    self._drop_lost(later)
+                    continue
+                self._acker.release(later)
+                self._done(later)
+        return None
+
     async def _worker(self) -> None:
         handoff = self._handoff
+        fifo = self._fifo
+        task = asyncio.current_task()
+        assert task is not None
         while True:
-            message = await handoff.get()
+            message: Message | None = await handoff.get()
             self._idle_workers -= 1
-            await self._process(message)
+            while message is not None:
+                ok = await self._process(message, task)
+                message = self._next_in_group(message, ok) if fifo else None
             self._idle_workers += 1
 
-    async def _process(self, message: Message) -> None:
+    async def _process(self, message: Message, task: asyncio.Task[object]) -> bool:
+        """Dispatch `message` (retrying throttles in-process) in `task`, the worker's own;
+        True if it succeeded."""
+        if self._lost and message in self._lost:
+            self._drop_lost(message)
+            return False
         stats = self.stats
         stats.dispatched += 1
-        operation = self._operation
-        if operation is not None:
-            stats.count_call(operation)
         running = self._running
-        running.add(message)
-        try:
-            await self.dispatcher.dispatch(message)
-        except DispatchError as exc:
-            running.discard(message)
-            self._failed(message, exc)
-            return
-        except Exception as exc:  # a Dispatcher that raised something else: still a failure
-            running.discard(message)
-            logger.exception("dispatcher raised for message %s", message.message_id)
-            self._failed(message, exc)
-            return
-        # Success. (Cancellation leaves the message in `running`: _finish releases it.)
-        running.discard(message)
+        gate = self._gate
+        operation = self._operation
+        attempt = 0
+        while True:
+            if gate.busy < gate.limit and not gate.waiters:
+                gate.busy += 1
+            else:
+                await gate.enter()
+            epoch = self._epoch
+            running[message] = task
+            if operation is not None:
+                stats.count_call(operation)
+            try:
+                await self.dispatcher.dispatch(message)
+            except DispatchThrottled as exc:
+                del running[message]
+                gate.leave()
+                if await self._throttled(message, exc, epoch, attempt):
+                    attempt += 1
+                    stats.retried += 1
+                    continue
+                return False
+            except DispatchError as exc:
+                del running[message]
+                gate.leave()
+                self._failed(message, exc)
+                return False
+            except asyncio.CancelledError:
+                # Ours (the heartbeat found the lease lost) unless someone else cancels too:
+                # then the message stays held, and _finish releases it.
+                if message not in self._lost or task.uncancel() > 0:
+                    raise
+                del running[message]
+                gate.leave()
+                self._drop_lost(message)
+                return False
+            except Exception as exc:  # a Dispatcher that raised something else: still a failure
+                del running[message]
+                gate.leave()
+                self._failed(message, exc)
+                return False
+            break
+        del running[message]
+        gate.leave()
+        if self._lost and message in self._lost:
+            # Lost while the dispatcher swallowed our cancellation: SQS owns it again.
+            task.uncancel()
+            self._drop_lost(message)
+            return False
+        # Success.
         stats.succeeded += 1
+        if self._limit < self._ceiling:
+            self._increase()
         stats.receive_to_done.record(self._loop_time() - message.received_at)
         sent = message.sent_timestamp
         if sent is not None:
@@ -451,27 +709,230 @@ class Consumer:
                 # Cancelled while waiting for room to delete: the work is done, so hand the
                 # delete to the final flush rather than releasing the message.
                 acker.delete_nowait(message)
-                self._finish_held(1)
+                self._done(message)
                 raise
-        self._finish_held(1)
+        self._done(message)
+        return True
+
+    # -- throttles: AIMD and in-process retries -------------------------------------------
+
+    async def _throttled(
+        self, message: Message, exc: DispatchThrottled, epoch: int, attempt: int
+    ) -> bool:
+        """React to a throttle; True to dispatch `message` again, False once it is released."""
+        config = self.config
+        self.stats.throttled += 1
+        if config.adaptive_concurrency and epoch == self._epoch:
+            self._decrease()
+        if attempt < config.throttle_retries and not self._stopping:
+            delay = random.uniform(
+                0, min(_THROTTLE_RETRY_CAP, config.throttle_retry_delay * 2**attempt)
+            )
+            if self._can_hold(message, delay):
+                logger.debug(
+                    "dispatch of message %s throttled; retry %d in %.3fs (limit %d)",
+                    message.message_id,
+                    attempt + 1,
+                    delay,
+                    self._limit,
+                )
+                await self._pause(delay)
+                if self._lost and message in self._lost:
+                    self._drop_lost(message)
+                    return False
+                if not self._stopping:
+                    return True
+        # Released for a quick retry: visible again at once or after a short jittered delay.
+        visibility = random.randint(0, config.throttle_release_visibility)
+        self.stats.failed += 1
+        logger.warning(
+            "dispatch of message %s throttled %d time(s); released (visibility %ds)",
+            message.message_id,
+            attempt + 1,
+            visibility,
+        )
+        assert self._acker is not None
+        self._acker.release(message, visibility)
+        self._done(message)
+        return False
+
+    def _can_hold(self, message: Message, delay: float) -> bool:
+        """Whether `message` may wait `delay` seconds for a retry without its visibility
+        running out (the heartbeat, when on, extends it; with no known timeout, yes)."""
+        vt = self.config.visibility_timeout or self.visibility_timeout
+        if not vt or self._heartbeat_vt() is not None:
+            return True
+        deadline = self._held.get(message, 0.0)
+        return deadline - self._loop_time() > delay + 1.0
+
+    def _decrease(self) -> None:
+        self._epoch += 1
+        self._set_limit(max(1, self._limit // 2))
+        logger.info("target throttled: dispatch limit lowered to %d", self._limit)
+
+    def _increase(self) -> None:
+        self._window += 1
+        if self._window >= self._limit:
+            self._set_limit(self._limit + 1)
+
+    def _set_limit(self, limit: int) -> None:
+        self._window = 0
+        self._limit = limit
+        self._gate.limit = limit
+        self._gate.wake()
+        self._capacity.resize(limit)
+        stats = self.stats
+        stats.concurrency_limit = limit
+        if limit < stats.concurrency_limit_min:
+            stats.concurrency_limit_min = limit
+
+    # -- failures -------------------------------------------------------------------------
 
     def _failed(self, message: Message, exc: Exception) -> None:
         self.stats.failed += 1
-        if isinstance(exc, DispatchThrottled):
-            self.stats.throttled += 1
+        cause = exc.__cause__
+        # Types only: an exception's text may quote the body.
         logger.warning(
-            "dispatch of message %s failed (%s); SQS will deliver it again",
+            "dispatch of message %s failed (%s%s); SQS will deliver it again",
             message.message_id,
             type(exc).__name__,
+            f" from {type(cause).__name__}" if cause is not None else "",
         )
-        self._finish_held(1)
+        visibility = self._failure_visibility(message, exc)
+        if visibility is not None:
+            assert self._acker is not None
+            self._acker.release(message, visibility, self._backed_off)
+        self._done(message)
 
-    def _finish_held(self, n: int) -> None:
-        self._held -= n
-        self._capacity.give(n)
-        if self._held == 0:
+    def _failure_visibility(self, message: Message, exc: Exception) -> int | None:
+        config = self.config
+        base = config.failure_backoff_base
+        if not base:
+            return None
+        if isinstance(exc, PayloadTooLarge):
+            # It will never fit: wait the longest, and let maxReceiveCount take it to the DLQ.
+            logger.error(
+                "message %s can never be dispatched (PayloadTooLarge); it goes to the DLQ "
+                "once its receive count reaches the queue's maxReceiveCount",
+                message.message_id,
+            )
+            return max(1, min(_MAX_VISIBILITY, math.ceil(config.failure_backoff_cap)))
+        return failure_visibility(message.receive_count, base, config.failure_backoff_cap)
+
+    def _backed_off(self, message: Message, outcome: Outcome) -> None:
+        if outcome is None:
+            self.stats.backed_off += 1
+            return
+        self.stats.release_failed += 1
+        logger.warning(
+            "failure backoff of message %s failed (%s); it returns after its visibility timeout",
+            message.message_id,
+            describe(outcome),
+        )
+
+    def _done(self, message: Message) -> None:
+        """`message` is finished (deleted, released, failed or lost): free its slot."""
+        held = self._held
+        del held[message]
+        if self._first_deadline:
+            self._first_deadline.pop(message, None)
+            self._capped.discard(message)
+        self._capacity.give(1)
+        if not held:
             assert self._drained is not None
             assert self._news is not None
             self._drained.set()
             if self._parked:
                 self._news.set()
+
+    # -- heartbeat and lease loss ---------------------------------------------------------
+
+    async def _heartbeat(self, vt: int) -> None:
+        """Extend held messages with less than half of `vt` left, by `vt` again, up to the
+        total `max_visibility_extension`. Runs until cancelled."""
+        period = max(_HEARTBEAT_MIN_PERIOD, vt / 4)
+        while True:
+            await anyio.sleep(period)
+            if self._held:
+                self._extend_due(vt)
+
+    def _extend_due(self, vt: int) -> None:
+        acker = self._acker
+        assert acker is not None
+        now = self._loop_time()
+        margin = vt / 2
+        cap = self.config.max_visibility_extension
+        extending = self._extending
+        due = 0
+        for message, deadline in self._held.items():
+            if deadline - now > margin or message in extending or message in self._lost:
+                continue
+            # Cap: the first deadline plus the allowed extension, and SQS's 12 hours.
+            first = self._first_deadline.setdefault(message, deadline)
+            last = min(first + cap, first - vt + _MAX_VISIBILITY)
+            target = min(now + vt, last)
+            if target <= deadline + 0.5:
+                if message not in self._capped:
+                    self._capped.add(message)
+                    logger.warning(
+                        "message %s reached its visibility extension cap "
+                        "(max_visibility_extension=%ss); it may be delivered again",
+                        message.message_id,
+                        cap,
+                    )
+                continue
+            extending.add(message)
+            timeout = max(1, math.ceil(target - now))
+            acker.release(message, timeout, self._extension_done(message, now + timeout))
+            due += 1
+        if due:
+            logger.debug("extending the visibility of %d message(s)", due)
+            acker.flush_releases()
+
+    def _extension_done(self, message: Message, deadline: float) -> OnDone:
+        def done(_: Message, outcome: Outcome) -> None:
+            self._extending.discard(message)
+            if message not in self._held:
+                return  # finished meanwhile: the outcome does not matter
+            if outcome is None:
+                self.stats.extended += 1
+                self._held[message] = deadline
+                return
+            code = (
+                outcome.code
+                if isinstance(outcome, BatchEntryFailure)
+                else getattr(outcome, "code", None)
+            )
+            if code is not None and code.rsplit(".", 1)[-1] in _LEASE_GONE:
+                self._lease_lost(message)
+                return
+            self.stats.extend_failed += 1
+            logger.warning(
+                "visibility extension of message %s failed (%s); trying again next beat",
+                message.message_id,
+                describe(outcome),
+            )
+
+        return done
+
+    def _lease_lost(self, message: Message) -> None:
+        """The receipt handle is no longer valid: cancel the dispatch, or drop the message
+        where it waits; never delete or release it."""
+        self.stats.lease_lost += 1
+        self._lost.add(message)
+        logger.warning(
+            "lease of message %s lost (receipt handle no longer valid): cancelling its dispatch",
+            message.message_id,
+        )
+        task = self._running.get(message)
+        if task is not None:
+            task.cancel(_LEASE_LOST)
+
+    def _drop_lost(self, message: Message) -> None:
+        self._lost.discard(message)
+        self._capped.discard(message)
+        if message in self._held:
+            self._done(message)
+        if self._fifo:
+            # Later messages of the group must not overtake the one whose lease was lost.
+            self._next_in_group(message, False)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._config import PayloadFormat
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, DispatchError
 from ._types import Message
 
 __all__ = ("build_payload", "parse_seed_payload", "queue_arn")
@@ -74,7 +74,16 @@ def build_payload(
         raise ConfigError(
             f"payload must be one of seed, sqs-event, got {payload!r}", field="payload"
         )
-    return _dumps({"Records": [record]}).encode("utf-8")
+    try:
+        return _dumps({"Records": [record]}).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate: no UTF-8 form, so no JSON payload Lambda would accept. Say where,
+        # never what (the body is not logged).
+        raise DispatchError(
+            f"message {message.message_id} cannot be encoded as UTF-8 (a lone surrogate at "
+            f"payload offset {exc.start}); it fails until the queue's redrive policy moves it",
+            message_id=message.message_id,
+        ) from None
 
 
 def _event_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:

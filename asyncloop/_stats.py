@@ -84,7 +84,16 @@ class Stats:
 
     - `received`: messages returned by ReceiveMessage.
     - `dispatched`: dispatches started; `succeeded` + `failed` of them finished.
-    - `throttled`: failures that were the target refusing for capacity (a subset of `failed`).
+    - `throttled`: dispatch attempts the target refused for capacity (each attempt: a message
+      retried in-process after a throttle counts once per throttle; `failed` counts it only if
+      it was finally released).
+    - `retried`: in-process re-dispatches after a throttle (they cost no receive).
+    - `backed_off`: failed messages whose visibility was set by the failure backoff.
+    - `extended`: visibility extensions by the heartbeat; `extend_failed`: extensions that
+      failed (the next beat tries again); `lease_lost`: messages whose receipt handle an
+      extension found invalid (their dispatch was cancelled; SQS owns them again).
+    - `concurrency_limit` / `concurrency_limit_min`: the adaptive dispatch limit now, and the
+      lowest it reached (both `max_in_flight` when nothing was throttled).
     - `deleted`: messages deleted by the consumer; `delete_failed`: deletes given up after
       retries (the message comes back: a duplicate later, never a loss).
     - `released`: messages made visible again at once (unstarted at stop, or cancelled);
@@ -96,15 +105,22 @@ class Stats:
 
     __slots__ = (
         "api_calls",
+        "backed_off",
+        "concurrency_limit",
+        "concurrency_limit_min",
         "delete_failed",
         "deleted",
         "dispatched",
+        "extend_failed",
+        "extended",
         "failed",
+        "lease_lost",
         "peak_in_flight",
         "receive_to_done",
         "received",
         "release_failed",
         "released",
+        "retried",
         "send_to_done",
         "started_at",
         "stopped_at",
@@ -123,6 +139,13 @@ class Stats:
         self.released = 0
         self.release_failed = 0
         self.peak_in_flight = 0
+        self.retried = 0
+        self.backed_off = 0
+        self.extended = 0
+        self.extend_failed = 0
+        self.lease_lost = 0
+        self.concurrency_limit = 0
+        self.concurrency_limit_min = 0
         self.api_calls: dict[str, int] = {}
         self.receive_to_done = LatencyHistogram()
         self.send_to_done = LatencyHistogram()
@@ -159,6 +182,13 @@ class Stats:
             "released": self.released,
             "release_failed": self.release_failed,
             "peak_in_flight": self.peak_in_flight,
+            "retried": self.retried,
+            "backed_off": self.backed_off,
+            "extended": self.extended,
+            "extend_failed": self.extend_failed,
+            "lease_lost": self.lease_lost,
+            "concurrency_limit": self.concurrency_limit,
+            "concurrency_limit_min": self.concurrency_limit_min,
             "duration_s": round(self.duration_s, 6),
             "throughput_msgs_s": round(self.throughput_msgs_s, 3),
             "latency_ms": self.receive_to_done.summary_ms(),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from .._exceptions import FunctionError, FunctionNotFound, QueueError
 from .._types import BatchEntryFailure, InvokeResult, Message
@@ -470,6 +471,10 @@ class FakeLambda:
     decoded JSON payload. ``Event`` invokes run the handler and answer 202 whatever it does
     (its failures are counted in `errors`, as Lambda's async retries would be elsewhere);
     ``RequestResponse`` answers 200, with ``FunctionError: Unhandled`` if the handler raised.
+
+    `reserved_concurrency` (None: unlimited) models a function's concurrency limit: an invoke
+    that arrives while that many are running is throttled (``TooManyRequestsException``, as
+    Lambda's 429) and counted in `throttled`.
     """
 
     def __init__(
@@ -479,9 +484,14 @@ class FakeLambda:
         faults: FaultPlan | None = None,
         region: str = "us-east-1",
         account: str = "123456789012",
+        reserved_concurrency: int | None = None,
     ) -> None:
+        if reserved_concurrency is not None and reserved_concurrency < 1:
+            raise ValueError(f"reserved_concurrency must be >= 1, got {reserved_concurrency}")
         self.latency = latency
         self.faults = faults
+        self.reserved_concurrency = reserved_concurrency
+        self.throttled = 0
         self.region = region
         self.account = account
         self._functions: dict[str, FunctionHandler | None] = {}
@@ -506,6 +516,11 @@ class FakeLambda:
         name = function_name.rsplit(":", 1)[-1]
         if name not in self._functions:
             raise _not_found(function_name)
+        limit = self.reserved_concurrency
+        if limit is not None and self.in_flight >= limit:
+            self.throttled += 1
+            await anyio.lowlevel.checkpoint()
+            raise _throttle(function_name)
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
@@ -515,14 +530,7 @@ class FakeLambda:
             faults = self.faults
             if faults is not None and faults.draw(faults.throttles.get("Invoke", 0.0)):
                 faults.injected["Invoke:throttle"] += 1
-                raise FunctionError(
-                    "Rate Exceeded.",
-                    operation="Invoke",
-                    code="TooManyRequestsException",
-                    throttled=True,
-                    retryable=True,
-                    function_name=function_name,
-                )
+                raise _throttle(function_name)
             if faults is not None and faults.draw(faults.errors.get("Invoke", 0.0)):
                 faults.injected["Invoke:error"] += 1
                 raise FunctionError(
@@ -572,6 +580,17 @@ def _error(
         queue_url=queue_url,
         retryable=retryable or throttled,
         throttled=throttled,
+    )
+
+
+def _throttle(function_name: str) -> FunctionError:
+    return FunctionError(
+        "Rate Exceeded.",
+        operation="Invoke",
+        code="TooManyRequestsException",
+        throttled=True,
+        retryable=True,
+        function_name=function_name,
     )
 
 

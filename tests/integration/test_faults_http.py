@@ -1,0 +1,42 @@
+"""2,000 messages through the HTTP fault proxy at 10% mixed faults: nothing lost.
+
+fauxqs (SQS) and the local Lambda endpoint each sit behind a `FaultProxy` (500, 503, throttles,
+connection resets, answers slower than the client's read timeout; a third of the faults after
+the request reached the server). One message in a hundred is a deliberate poison. The scenario
+lives in `bench.reliability`, whose 10,000-message run reports the same figures.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncloop.testing import node_available
+from bench.reliability import run_fault_scenario
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.integration,
+    pytest.mark.skipif(not node_available(), reason="fauxqs needs Node.js >= 20 and npm"),
+]
+
+
+@pytest.mark.timeout(240)
+async def test_2000_messages_at_10_percent_faults_lose_nothing() -> None:
+    # GIVEN 2,000 messages (20 of them poison) and 10% faults on every SQS and Lambda request
+    # WHEN the consumer runs until the queue is empty and the DLQ holds the poison
+    report = await run_fault_scenario(messages=2000, fault_rate=0.10, seed=7, max_seconds=180)
+
+    # THEN faults really happened on both sides,
+    assert sum(report.faults_sqs.values()) > 0
+    assert sum(report.faults_lambda.values()) > 0
+    # every good message ran and was deleted, only the poison is in the DLQ, none is lost,
+    assert report.left_in_queue == 0
+    assert report.lost == 0
+    assert report.misplaced == 0
+    assert report.in_dlq == report.poison == 20
+    assert report.succeeded_unique == 2000 - 20
+    assert report.consumer["deleted"] >= report.succeeded_unique
+    # and the duplicates are counted and no more than the faults that can cause them
+    assert report.duplicates == report.successful_runs - report.succeeded_unique
+    assert report.duplicates <= report.duplicate_bound
+    assert report.ok
