@@ -217,7 +217,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _usage_error("--function-name and --handler are exclusive; give one")
     try:
         queue_url = validate_queue_url(args.queue_url)
-        consumer_config = ConsumerConfig(
+        # Fields without a flag (failure backoff, heartbeat cap, throttle retries, ...) come
+        # from their ASYNCLOOP_* variables; the flags (already defaulted from theirs) win.
+        consumer_config = ConsumerConfig.from_env(
             receivers=args.receivers,
             max_in_flight=args.max_in_flight,
             batch_size=args.batch_size,
@@ -281,7 +283,7 @@ async def _run(
         queue = SqsQueue(clients.sqs, queue_url)
         # Check both ends before consuming anything: emulators accept an Event invoke of a
         # function that does not exist, and a missing queue would only show as backoffs.
-        await queue.get_attributes(["VisibilityTimeout", "RedrivePolicy"])
+        attributes = await queue.get_attributes(["VisibilityTimeout", "RedrivePolicy"])
         dispatcher: Dispatcher
         if lambda_config is not None:
             invoker = AioLambdaInvoker(clients.lambda_)
@@ -292,7 +294,14 @@ async def _run(
         else:
             assert handler is not None
             dispatcher = CallableDispatcher(handler)
-        consumer = Consumer(queue=queue, dispatcher=dispatcher, config=consumer_config)
+        # The visibility heartbeat works from the queue's own timeout unless the config sets one.
+        queue_visibility = attributes.get("VisibilityTimeout")
+        consumer = Consumer(
+            queue=queue,
+            dispatcher=dispatcher,
+            config=consumer_config,
+            visibility_timeout=int(queue_visibility) if queue_visibility else None,
+        )
         signals = _SignalStop(consumer.stop)
         with signals:
             try:

@@ -92,3 +92,14 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("asyncloop ")
+
+
+def test_fields_without_a_flag_come_from_their_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a consumer field that has no flag, set to a bad value in its variable
+    monkeypatch.setenv("ASYNCLOOP_FAILURE_BACKOFF_BASE", "soon")
+    # WHEN run starts THEN the variable was read, and reported by name
+    assert main(["run", "--queue-url", URL, "--handler", "os:getcwd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "asyncloop: error: ASYNCLOOP_FAILURE_BACKOFF_BASE must be a float, got 'soon'"
