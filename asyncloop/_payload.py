@@ -22,7 +22,7 @@ from ._config import PayloadFormat
 from ._exceptions import ConfigError, DispatchError
 from ._types import Message
 
-__all__ = ("build_payload", "parse_seed_payload", "queue_arn")
+__all__ = ("build_payload", "parse_seed_payload", "parse_sqs_event", "queue_arn")
 
 _SQS_HOST = re.compile(r"^https?://sqs[.-](?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -120,3 +120,33 @@ def parse_seed_payload(event: Mapping[str, Any]) -> list[dict[str, str]]:
                 raise ValueError(f"Records[{index}].sqs.{key} must be a string")
         out.append(dict(sqs))
     return out
+
+
+def parse_sqs_event(event: object) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """The records of a Lambda SQS event, split into usable ones and the ``messageId`` of
+    each malformed record (reported as failures, so SQS redelivers them and, after
+    maxReceiveCount, moves them to the DLQ). Raises ValueError naming what is wrong when the
+    event itself is malformed, or a record has no usable ``messageId`` to report."""
+    if not isinstance(event, Mapping):
+        raise ValueError(f"SQS event must be a JSON object, got {type(event).__name__}")
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise ValueError("SQS event must have a 'Records' list")
+    usable: list[Mapping[str, Any]] = []
+    malformed: list[str] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise ValueError(f"Records[{index}] must be an object")
+        message_id = record.get("messageId")
+        if not isinstance(message_id, str) or not message_id:
+            raise ValueError(f"Records[{index}].messageId must be a non-empty string")
+        attributes = record.get("attributes", {})
+        if (
+            not isinstance(record.get("body"), str)
+            or not isinstance(record.get("receiptHandle"), str)
+            or not isinstance(attributes, Mapping)
+        ):
+            malformed.append(message_id)
+            continue
+        usable.append(record)
+    return usable, malformed

@@ -248,8 +248,11 @@ def sqs_batch_handler(
         import anyio
 
         from ._emf import log
+        from ._payload import parse_sqs_event
 
-        records = list(event.get("Records") or [])
+        records, malformed = parse_sqs_event(event)
+        for message_id in malformed:
+            log("record_malformed", level="ERROR", message_id=message_id)
         failed: set[int] = set()
         # By the queue, not by MessageGroupId: a standard queue's fair-queue groups carry one
         # too, and need no order
@@ -296,9 +299,8 @@ def sqs_batch_handler(
             # Lanes never picked up
             failed.update(i for lane in work for i in lane)
         return {
-            "batchItemFailures": [
-                {"itemIdentifier": records[i]["messageId"]} for i in sorted(failed)
-            ]
+            "batchItemFailures": [{"itemIdentifier": message_id} for message_id in malformed]
+            + [{"itemIdentifier": records[i]["messageId"]} for i in sorted(failed)]
         }
 
     def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

@@ -226,6 +226,39 @@ def test_batch_reports_exactly_the_failed_records(context: Callable[..., LambdaC
     }
 
 
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ([], "must be a JSON object"),
+        ({"Records": "x"}, "must have a 'Records' list"),
+        ({"Records": [{}]}, r"Records\[0\].messageId must be a non-empty string"),
+        ({"Records": ["x"]}, r"Records\[0\] must be an object"),
+    ],
+)
+def test_batch_rejects_a_malformed_event_with_a_clear_error(
+    event: Any, error: str, context: Callable[..., LambdaContext]
+) -> None:
+    handler = lh.sqs_batch_handler(lambda message: None)
+    with pytest.raises(ValueError, match=error):
+        handler(event, context())
+
+
+def test_batch_reports_malformed_records_as_failures_and_runs_the_rest(
+    context: Callable[..., LambdaContext],
+) -> None:
+    # GIVEN one good record and one whose body is missing
+    good = sqs_record("fine", message_id="good")
+    broken = {**sqs_record("x", message_id="broken"), "body": None}
+    seen: list[str] = []
+    # WHEN the batch runs
+    result = lh.sqs_batch_handler(lambda m: seen.append(m.message_id))(
+        sqs_event([good, broken]), context()
+    )
+    # THEN the good one ran and the broken one goes back to SQS
+    assert seen == ["good"]
+    assert result == {"batchItemFailures": [{"itemIdentifier": "broken"}]}
+
+
 def test_fifo_fails_the_rest_of_a_group_after_its_first_failure(
     context: Callable[..., LambdaContext],
 ) -> None:
