@@ -29,6 +29,14 @@ _QUEUE_URL = re.compile(
 )
 
 
+# Lambda's own FunctionName pattern: name, partial ARN (account:function:name) or full ARN,
+# with an optional version or alias.
+_FUNCTION_NAME = re.compile(
+    r"^(arn:aws[a-zA-Z-]*:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d:)?(\d{12}:)?(function:)?"
+    r"[a-zA-Z0-9_-]+(:(\$LATEST|[a-zA-Z0-9_-]+))?$"
+)
+
+
 def _check_range(name: str, value: _N, low: _N, high: _N | None) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number, got {value!r}", field=name)
@@ -246,6 +254,12 @@ class LambdaConfig:
         if len(self.function_name) > 170:
             raise ConfigError(
                 f"function_name must be at most 170 characters, got {len(self.function_name)}",
+                field="function_name",
+            )
+        if not _FUNCTION_NAME.match(self.function_name):
+            raise ConfigError(
+                "function_name must be a function name, partial ARN or ARN "
+                f"(letters, digits, - and _), got {self.function_name!r}",
                 field="function_name",
             )
         _check_choice("invocation_type", self.invocation_type, ("Event", "RequestResponse"))

@@ -65,3 +65,23 @@ def test_valid_queue_urls(url: str) -> None:
 def test_invalid_queue_urls(url: str) -> None:
     with pytest.raises(ConfigError, match="queue_url must look like"):
         validate_queue_url(url)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "worker",
+        "worker:live",
+        "123456789012:function:worker",
+        "arn:aws:lambda:eu-west-1:123456789012:function:worker",
+        "arn:aws:lambda:eu-west-1:123456789012:function:worker:$LATEST",
+    ],
+)
+def test_function_names_and_arns_accepted(name: str) -> None:
+    assert LambdaConfig(function_name=name).function_name == name
+
+
+@pytest.mark.parametrize("name", ["", " ", "my worker", "worker/1", "arn:aws:s3:::bucket"])
+def test_bad_function_names_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="function_name must"):
+        LambdaConfig(function_name=name)
