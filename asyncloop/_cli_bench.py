@@ -1,0 +1,265 @@
+"""``asyncloop bench``: parse the flags, build a `bench.BenchConfig`, run it, write the reports.
+
+The benchmark itself lives in the ``bench`` package, imported only when the command runs.
+Bad arguments exit 2 with one ``asyncloop: error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from bench._config import BenchConfig
+
+__all__ = ("register",)
+
+_DESCRIPTION = """\
+Measure the consumer against a target and compare it with two baselines run on the same
+workload in the same invocation: seed-sequential (the seed's consumer.js: receive 10, invoke
+each in turn) and naive-gather (receive 10, gather, delete). With no flags: the moto target
+(an embedded moto server, no account needed), a small sweep, 3 repeats.
+
+LIST is comma separated (1,16,64,256); the sweep is the product of --receivers,
+--max-in-flight and --batch-size. Latencies are milliseconds, fixed (50) or lognormal given
+p50:p99 (50:200). Defaults depend on the target (see bench/RESULTS.md).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``bench`` command to the CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the consumer against fake, moto, fauxqs or AWS, with baselines",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Values are parsed by the handler, not argparse, so every bad value gets the CLI's own
+    # one-line "asyncloop: error:" and exit code 2.
+    parser.add_argument(
+        "--target",
+        default="moto",
+        metavar="fake|moto|fauxqs|aws",
+        help="where to run (default moto)",
+    )
+    parser.add_argument("--messages", metavar="N", help="messages per run (default per target)")
+    parser.add_argument("--receivers", metavar="LIST", help="receivers to sweep")
+    parser.add_argument("--max-in-flight", metavar="LIST", help="max in flight (C) to sweep")
+    parser.add_argument("--batch-size", metavar="LIST", help="receive batch sizes to sweep (1..10)")
+    parser.add_argument(
+        "--delete-by",
+        default="consumer",
+        metavar="consumer|worker",
+        help="who deletes: the consumer, in batches (default), or the worker (the seed)",
+    )
+    parser.add_argument(
+        "--latency-ms", default="0", metavar="L", help="fake target: SQS latency per call"
+    )
+    parser.add_argument(
+        "--invoke-latency-ms",
+        default="0",
+        metavar="L",
+        help="Invoke latency: the fake's, moto's side, the local Lambda endpoint's (fauxqs), "
+        "or the no-op function's sleep (aws)",
+    )
+    parser.add_argument("--repeats", default="3", metavar="K", help="repeats (default 3)")
+    parser.add_argument(
+        "--baselines",
+        default="seed-sequential,naive-gather",
+        metavar="LIST|none",
+        help="baselines to run too (default both)",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="aws target: one endpoint for SQS, Lambda and IAM (e.g. a moto server)",
+    )
+    parser.add_argument("--region", metavar="NAME", help="aws target: the region")
+    parser.add_argument(
+        "--out", metavar="DIR", help="output directory (default bench-results/<timestamp>)"
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="aws target: create resources without asking"
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A.json", "B.json"),
+        help="print the change per setting from A to B, and run nothing",
+    )
+    parser.set_defaults(handler=run_bench_command)
+
+
+def _error(message: str) -> int:
+    print(f"asyncloop: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _int(text: str, flag: str) -> int:
+    from bench._config import BenchError
+
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise BenchError(f"{flag} must be an integer, got {text!r}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The `BenchConfig` for parsed arguments; `bench.BenchError` names a bad one."""
+    from bench._config import (
+        BASELINES,
+        BenchConfig,
+        LatencyModel,
+        parse_int_list,
+        parse_names,
+    )
+
+    def ints(value: str | None, flag: str) -> tuple[int, ...] | None:
+        return None if value is None else parse_int_list(value, flag=flag)
+
+    return BenchConfig(
+        target=args.target,
+        messages=None if args.messages is None else _int(args.messages, "--messages"),
+        receivers=ints(args.receivers, "--receivers"),
+        max_in_flight=ints(args.max_in_flight, "--max-in-flight"),
+        batch_size=ints(args.batch_size, "--batch-size"),
+        delete_by=args.delete_by,
+        latency=LatencyModel.parse(args.latency_ms, flag="--latency-ms"),
+        invoke_latency=LatencyModel.parse(args.invoke_latency_ms, flag="--invoke-latency-ms"),
+        repeats=_int(args.repeats, "--repeats"),
+        baselines=parse_names(args.baselines, flag="--baselines", choices=BASELINES),
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        out=args.out,
+        yes=args.yes,
+    )
+
+
+def _check_aws(config: BenchConfig, stdin: TextIO, stderr: TextIO) -> str | None:
+    """None when the aws target may go ahead; else the error message."""
+    from bench._targets import aws_plan
+
+    if config.endpoint_url is None:
+        explicit = any(
+            os.environ.get(name)
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+        )
+        if not explicit:
+            return (
+                "the aws target needs explicit credentials: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (instance metadata is not used)"
+            )
+        if not (config.region or os.environ.get("AWS_REGION")):
+            return "the aws target needs --region (or AWS_REGION)"
+    # Credentials come from the environment or a profile, never from instance metadata.
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    print(aws_plan(config), file=stderr)
+    if config.yes:
+        return None
+    if not stdin.isatty():
+        return "the aws target asks for confirmation: pass --yes to run without a terminal"
+    print("Proceed? [y/N] ", end="", file=stderr, flush=True)
+    answer = stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        return "not confirmed: nothing was created"
+    return None
+
+
+def _compare(paths: list[str]) -> int:
+    from bench._report import compare, load_results
+
+    try:
+        before, after = (load_results(path) for path in paths)
+    except ValueError as exc:
+        return _error(str(exc))
+    print(compare(before, after))
+    return 0
+
+
+def run_bench_command(
+    args: argparse.Namespace, *, stdin: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """The ``bench`` command: returns the exit code."""
+    from bench._config import BenchError
+
+    stdin = stdin if stdin is not None else sys.stdin
+    stderr = stderr if stderr is not None else sys.stderr
+    if args.compare:
+        return _compare(list(args.compare))
+    try:
+        config = config_from_args(args)
+        config.resolved()
+    except BenchError as exc:
+        return _error(str(exc))
+    if config.target == "aws":
+        problem = _check_aws(config, stdin, stderr)
+        if problem is not None:
+            return _error(problem)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(config.out) if config.out else Path("bench-results") / stamp
+    try:
+        doc = _run(config, stderr)
+    except BenchError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        print("asyncloop: interrupted (temporary resources were deleted)", file=stderr)
+        return 130
+    except Exception as exc:
+        # The target failed (unreachable endpoint, refused credentials, AWS errors): one line,
+        # exit 1. Temporary resources were deleted on the way out.
+        if not _is_target_failure(exc):
+            raise
+        print(f"asyncloop: error: the {config.target} target failed: {exc}", file=stderr)
+        return 1
+    return _write(doc, out)
+
+
+def _is_target_failure(exc: BaseException) -> bool:
+    from asyncloop import AsyncloopError
+
+    if isinstance(exc, AsyncloopError | OSError):
+        return True
+    botocore_exceptions = sys.modules.get("botocore.exceptions")
+    if botocore_exceptions is not None:
+        return isinstance(exc, botocore_exceptions.BotoCoreError | botocore_exceptions.ClientError)
+    return False
+
+
+def _run(config: BenchConfig, stderr: TextIO) -> dict[str, Any]:
+    from bench._runner import run_bench
+
+    # The consumer logs its start and stop at INFO: once per run here, noise among the
+    # progress bar (and time spent in the measured loop). Warnings still show.
+    # The same for botocore's "Found credentials in environment variables".
+    loggers = [logging.getLogger(name) for name in ("asyncloop", "aiobotocore", "botocore")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.level, logging.WARNING))
+    try:
+        return asyncio.run(
+            run_bench(config, progress_stream=stderr, argv=["asyncloop", *sys.argv[1:]])
+        )
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _write(doc: dict[str, Any], out: Path) -> int:
+    from bench._report import format_table, write_outputs
+
+    paths = write_outputs(doc, out)
+    print(format_table(doc))
+    print()
+    print(f"results: {paths['results']}")
+    print(f"report:  {paths['report']}")
+    if paths["plot"] is not None:
+        print(f"plot:    {paths['plot']}")
+    else:
+        print("plot:    none (matplotlib is missing: pip install 'asyncloop[plot]')")
+    return 0

@@ -1,0 +1,282 @@
+"""The benchmark's parameters: one frozen dataclass, checked on construction, with target defaults.
+
+A parameter left as None takes its target's default (`TARGET_DEFAULTS`), so ``asyncloop bench``
+with no flags is a sensible, short run of the moto target, and ``--target fake`` a sensible
+run of the fake one. The sweep is the product of `receivers` x `max_in_flight` x `batch_size`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal
+
+__all__ = (
+    "AWS_MESSAGE_CAP",
+    "BASELINES",
+    "TARGETS",
+    "TARGET_DEFAULTS",
+    "BenchConfig",
+    "BenchError",
+    "LatencyModel",
+    "Setting",
+    "parse_int_list",
+    "parse_names",
+)
+
+Target = Literal["fake", "moto", "fauxqs", "aws"]
+TARGETS: Final[tuple[str, ...]] = ("fake", "moto", "fauxqs", "aws")
+BASELINES: Final[tuple[str, ...]] = ("seed-sequential", "naive-gather")
+# The aws target refuses more than this many messages per run (cost and quota guard).
+AWS_MESSAGE_CAP: Final = 10_000
+# Lognormal: p99 = p50 * exp(Z99 * sigma).
+_Z99: Final = 2.3263478740408408
+
+
+class BenchError(ValueError):
+    """A bad benchmark parameter or an unusable target; the CLI exits 2 with its message."""
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyModel:
+    """A latency in milliseconds: fixed (`p99` is None) or lognormal given its p50 and p99.
+
+    Parsed from ``"50"`` (fixed) or ``"50:200"`` (p50:p99).
+    """
+
+    p50_ms: float = 0.0
+    p99_ms: float | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, flag: str = "latency") -> LatencyModel:
+        p50_text, sep, p99_text = text.partition(":")
+        try:
+            p50 = float(p50_text)
+            p99 = float(p99_text) if sep else None
+        except ValueError:
+            raise BenchError(
+                f"{flag} must be milliseconds (50) or p50:p99 (50:200), got {text!r}"
+            ) from None
+        if not (math.isfinite(p50) and 0 <= p50 <= 60_000):
+            raise BenchError(f"{flag} p50 must be in 0..60000 ms, got {text!r}")
+        if p99 is not None and not (math.isfinite(p99) and p50 <= p99 <= 600_000 and p50 > 0):
+            raise BenchError(f"{flag} must have 0 < p50 <= p99 <= 600000 ms, got {text!r}")
+        return cls(p50, p99)
+
+    @property
+    def is_zero(self) -> bool:
+        return self.p50_ms == 0
+
+    @property
+    def mean_s(self) -> float:
+        """The mean in seconds (for Little's law): p50 when fixed, the lognormal's mean else."""
+        if self.p99_ms is None or self.p99_ms == self.p50_ms:
+            return self.p50_ms / 1e3
+        sigma = math.log(self.p99_ms / self.p50_ms) / _Z99
+        return self.p50_ms / 1e3 * math.exp(sigma * sigma / 2)
+
+    def sampler(self, seed: int = 0) -> float | Callable[[], float]:
+        """Seconds: a float when fixed, else a seeded draw per call."""
+        if self.p99_ms is None or self.p99_ms == self.p50_ms:
+            return self.p50_ms / 1e3
+        mu = math.log(self.p50_ms / 1e3)
+        sigma = math.log(self.p99_ms / self.p50_ms) / _Z99
+        rng = random.Random(seed)
+        return lambda: rng.lognormvariate(mu, sigma)
+
+    def __str__(self) -> str:
+        def ms(value: float) -> str:
+            return f"{value:g}"
+
+        if self.p99_ms is None:
+            return ms(self.p50_ms)
+        return f"{ms(self.p50_ms)}:{ms(self.p99_ms)}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Setting:
+    """One point of the sweep: receivers, max in flight, batch size."""
+
+    receivers: int
+    max_in_flight: int
+    batch_size: int
+
+    @property
+    def label(self) -> str:
+        return f"R={self.receivers} C={self.max_in_flight} B={self.batch_size}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    messages: int
+    receivers: tuple[int, ...]
+    max_in_flight: tuple[int, ...]
+    batch_size: tuple[int, ...]
+    backlog: int
+    wait_time_seconds: int
+
+
+TARGET_DEFAULTS: Final[dict[str, _Defaults]] = {
+    # The loop alone: fast enough for a wide sweep.
+    "fake": _Defaults(20_000, (1, 4, 16), (1, 16, 64, 256, 1024), (10,), 1_000, 1),
+    # moto's cost per request grows with its backlog: keep it near 100 (DESIGN.md). Sized so
+    # that the default command (4 contenders x 3 repeats) ends in about two minutes: moto
+    # serves about 150-250 msgs/s on two cores.
+    "moto": _Defaults(1_000, (2,), (16, 64), (10,), 100, 1),
+    "fauxqs": _Defaults(5_000, (1, 4), (4, 16, 64, 256), (10,), 1_000, 1),
+    "aws": _Defaults(1_000, (4,), (16, 64), (10,), 1_000, 1),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchConfig:
+    """Everything one ``asyncloop bench`` invocation measures.
+
+    None means the target's default (see `TARGET_DEFAULTS`); `resolved()` fills them in.
+    """
+
+    target: str = "moto"
+    messages: int | None = None
+    receivers: tuple[int, ...] | None = None
+    max_in_flight: tuple[int, ...] | None = None
+    batch_size: tuple[int, ...] | None = None
+    delete_by: Literal["consumer", "worker"] = "consumer"
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    """The fake target's SQS latency per call (receive, delete, visibility change)."""
+    invoke_latency: LatencyModel = field(default_factory=LatencyModel)
+    """The dispatch (Invoke) latency: the fake's, moto's side of Invoke, the local Lambda
+    endpoint's (fauxqs), the no-op function's sleep (aws)."""
+    repeats: int = 3
+    baselines: tuple[str, ...] = BASELINES
+    endpoint_url: str | None = None
+    region: str | None = None
+    out: str | None = None
+    yes: bool = False
+    # Not flags: the workload's constants, set by tests and by the scenarios.
+    backlog: int | None = None
+    """Messages kept visible ahead of the consumer by the feeder."""
+    wait_time_seconds: int | None = None
+    warmup_messages: int = 200
+    run_timeout_s: float | None = None
+    """A run that has not finished this many seconds after it started is stopped and
+    reported as incomplete (None: derived from the workload)."""
+    calibrate: bool = True
+    stall_timeout_s: float = 60.0
+    """A run in which no message succeeds for this many seconds is abandoned with an error
+    (the target stopped answering), instead of waiting for `run_timeout_s`."""
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise BenchError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.messages is not None and not 1 <= self.messages <= 100_000_000:
+            raise BenchError(f"messages must be in 1..100000000, got {self.messages}")
+        if (
+            self.target == "aws"
+            and self.messages is not None
+            and self.messages > AWS_MESSAGE_CAP
+            and self.endpoint_url is None
+        ):
+            raise BenchError(
+                f"messages must be at most {AWS_MESSAGE_CAP} on the aws target, got {self.messages}"
+            )
+        for name, low, high in (
+            ("receivers", 1, 1024),
+            ("max_in_flight", 1, 100_000),
+            ("batch_size", 1, 10),
+        ):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not values:
+                raise BenchError(f"{name.replace('_', '-')} must list at least one value")
+            for value in values:
+                if not low <= value <= high:
+                    raise BenchError(
+                        f"{name.replace('_', '-')} values must be in {low}..{high}, got {value}"
+                    )
+        if self.delete_by not in ("consumer", "worker"):
+            raise BenchError(f"delete-by must be consumer or worker, got {self.delete_by!r}")
+        if not 1 <= self.repeats <= 100:
+            raise BenchError(f"repeats must be in 1..100, got {self.repeats}")
+        for name in self.baselines:
+            if name not in BASELINES:
+                raise BenchError(
+                    f"baselines must be none or a list of {', '.join(BASELINES)}, got {name!r}"
+                )
+        if self.endpoint_url is not None and not self.endpoint_url.startswith(
+            ("http://", "https://")
+        ):
+            raise BenchError(f"endpoint-url must be an http(s) URL, got {self.endpoint_url!r}")
+        if self.endpoint_url is not None and self.target in ("fake", "moto", "fauxqs"):
+            raise BenchError(
+                f"endpoint-url applies to the aws target only (the {self.target} target starts "
+                "its own server)"
+            )
+        if self.backlog is not None and not 1 <= self.backlog <= 1_000_000:
+            raise BenchError(f"backlog must be in 1..1000000, got {self.backlog}")
+        if self.wait_time_seconds is not None and not 0 <= self.wait_time_seconds <= 20:
+            raise BenchError(f"wait_time_seconds must be in 0..20, got {self.wait_time_seconds}")
+
+    def resolved(self) -> BenchConfig:
+        """A copy with every None parameter replaced by the target's default."""
+        d = TARGET_DEFAULTS[self.target]
+        return replace(
+            self,
+            messages=self.messages if self.messages is not None else d.messages,
+            receivers=self.receivers or d.receivers,
+            max_in_flight=self.max_in_flight or d.max_in_flight,
+            batch_size=self.batch_size or d.batch_size,
+            backlog=self.backlog if self.backlog is not None else d.backlog,
+            wait_time_seconds=(
+                self.wait_time_seconds
+                if self.wait_time_seconds is not None
+                else d.wait_time_seconds
+            ),
+        )
+
+    @property
+    def n(self) -> int:
+        assert self.messages is not None, "call resolved() first"
+        return self.messages
+
+    def settings(self) -> list[Setting]:
+        """The sweep: every receivers x max_in_flight x batch_size, in that order."""
+        assert self.receivers, "call resolved() first"
+        assert self.max_in_flight, "call resolved() first"
+        assert self.batch_size, "call resolved() first"
+        return [
+            Setting(r, c, b)
+            for r in self.receivers
+            for c in self.max_in_flight
+            for b in self.batch_size
+        ]
+
+
+def parse_int_list(text: str, *, flag: str) -> tuple[int, ...]:
+    """``"1,16,64"`` -> (1, 16, 64); BenchError naming `flag` on anything else."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        raise BenchError(
+            f"{flag} must be a comma-separated list of integers (1,16,64), got {text!r}"
+        ) from None
+    return tuple(dict.fromkeys(values))
+
+
+def parse_names(text: str, *, flag: str, choices: Sequence[str]) -> tuple[str, ...]:
+    """``"none"`` -> (); ``"a,b"`` -> ("a", "b"), each one of `choices`."""
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    for name in names:
+        if name not in choices:
+            raise BenchError(
+                f"{flag} must be none or a comma-separated list of {', '.join(choices)}, "
+                f"got {name!r}"
+            )
+    if not names:
+        raise BenchError(f"{flag} must be none or a list of {', '.join(choices)}, got {text!r}")
+    return names

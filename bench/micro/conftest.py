@@ -1,0 +1,16 @@
+"""Fixtures for the hot-path microbenchmarks (run with `pytest bench/micro --benchmark-enable`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[asyncio.Runner]:
+    """One event loop for a module's benchmarks: pytest-benchmark does not run coroutines,
+    so each round is ``runner.run(workload())``, without paying for a new loop."""
+    with asyncio.Runner() as loop_runner:
+        yield loop_runner
