@@ -79,8 +79,9 @@ class _Lane:
 class Acker:
     """Batches deletes and releases for one consumer run.
 
-    Bind it to a task group (`bind`) before use; run `tick()` in that group for interval
-    flushes; call `close()` (under a shielded scope) at the end to flush everything.
+    Bind it to a task group (`bind`: starts `concurrency` sender tasks there) before use; run
+    `tick()` in that group for interval flushes; call `close()` (under a shielded scope) at
+    the end to flush everything.
     """
 
     def __init__(
@@ -100,7 +101,10 @@ class Acker:
         self._flush_interval = flush_interval
         self._max_pending = max_pending
         self._attempts = attempts
-        self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        # Lanes with a batch due; `concurrency` long-lived senders take from it (a task per
+        # call cost about 30 us, a tenth of the loop's whole budget per batch of messages).
+        self._due: asyncio.Queue[_Lane] = asyncio.Queue()
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending = 0
         self._space_waiters: deque[asyncio.Future[None]] = deque()
@@ -119,7 +123,10 @@ class Acker:
         return self._pending
 
     def bind(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start the sender tasks in `task_group`; batches are sent from then on."""
         self._tg = task_group
+        for _ in range(self._concurrency):
+            task_group.start_soon(self._sender)
 
     async def delete(self, message: Message) -> None:
         """Queue `message` for deletion; waits while `max_pending` entries are pending."""
@@ -176,14 +183,25 @@ class Acker:
         """
         self._tg = None
         while self._pending:
-            calls = [lane for lane in self._lanes for _ in range(0, len(lane.buffer), _MAX_BATCH)]
-            if calls:
+            batches = sum(-(-len(lane.buffer) // _MAX_BATCH) for lane in self._lanes)
+            if batches:
                 async with anyio.create_task_group() as tg:
-                    for lane in calls:
-                        tg.start_soon(self._call, lane)
+                    for _ in range(min(self._concurrency, batches)):
+                        tg.start_soon(self._drain)
             else:
+                # Calls of the bound senders are still out: wait for their answers.
                 self._changed.clear()
                 await self._changed.wait()
+
+    async def _drain(self) -> None:
+        for lane in self._lanes:
+            while lane.buffer:
+                await self._call(lane)
+
+    async def _sender(self) -> None:
+        due = self._due
+        while True:
+            await self._call(await due.get())
 
     def _add(self, lane: _Lane, entry: _Entry) -> None:
         if not lane.buffer:
@@ -202,45 +220,45 @@ class Acker:
             return
         due = len(lane.buffer) - lane.claimed
         while due >= _MAX_BATCH or (partial and due > 0):
-            # The call takes its entries when it starts: a call cancelled before it starts
-            # leaves them buffered, so close() still sends them.
+            # A sender takes the entries when it gets to the call: until then they stay
+            # buffered, so close() still sends them if the senders are cancelled first.
             lane.claimed += min(due, _MAX_BATCH)
             due -= _MAX_BATCH
-            tg.start_soon(self._call, lane)
+            self._due.put_nowait(lane)
         if lane.buffer:
             lane.first_at = self._now()
 
     async def _call(self, lane: _Lane) -> None:
+        """One batch call of up to 10 of `lane`'s buffered entries."""
         try:
-            async with self._limit:
-                batch = lane.take()
-                lane.claimed = max(0, lane.claimed - len(batch))
-                if not batch:
-                    return
-                self._stats.count_call(lane.operation)
-                try:
-                    failures = await lane.send(batch)
-                except AwsError as exc:
-                    for entry in batch:
-                        self._settle(lane, entry, exc, retry=exc.retryable)
-                except Exception as exc:  # a broken Queue implementation: log, count, go on
-                    # The type only: an exception's text may quote receipt handles.
-                    logger.warning("%s raised %s", lane.operation, type(exc).__name__)
-                    logger.debug("%s traceback", lane.operation, exc_info=True)
-                    for entry in batch:
-                        self._settle(lane, entry, exc, retry=False)
-                except BaseException:
-                    # Cancelled mid-call: SQS may or may not have acted; close() sends again.
-                    lane.buffer.extendleft(reversed(batch))
-                    raise
-                else:
-                    failed = {failure.id: failure for failure in failures}
-                    for index, entry in enumerate(batch):
-                        failure = failed.get(str(index))
-                        if failure is None:
-                            self._settle(lane, entry, None, retry=False)
-                        else:
-                            self._settle(lane, entry, failure, retry=not failure.sender_fault)
+            batch = lane.take()
+            lane.claimed = max(0, lane.claimed - len(batch))
+            if not batch:
+                return
+            self._stats.count_call(lane.operation)
+            try:
+                failures = await lane.send(batch)
+            except AwsError as exc:
+                for entry in batch:
+                    self._settle(lane, entry, exc, retry=exc.retryable)
+            except Exception as exc:  # a broken Queue implementation: log, count, go on
+                # The type only: an exception's text may quote receipt handles.
+                logger.warning("%s raised %s", lane.operation, type(exc).__name__)
+                logger.debug("%s traceback", lane.operation, exc_info=True)
+                for entry in batch:
+                    self._settle(lane, entry, exc, retry=False)
+            except BaseException:
+                # Cancelled mid-call: SQS may or may not have acted; close() sends again.
+                lane.buffer.extendleft(reversed(batch))
+                raise
+            else:
+                failed = {failure.id: failure for failure in failures}
+                for index, entry in enumerate(batch):
+                    failure = failed.get(str(index))
+                    if failure is None:
+                        self._settle(lane, entry, None, retry=False)
+                    else:
+                        self._settle(lane, entry, failure, retry=not failure.sender_fault)
         finally:
             self._changed.set()
             if lane is self._releases and self._on_release is not None:

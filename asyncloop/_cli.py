@@ -278,7 +278,7 @@ async def _run(
     from ._protocols import Dispatcher
 
     pool = consumer_config.receivers + consumer_config.max_in_flight
-    pool += consumer_config.delete_concurrency
+    pool += consumer_config.ack_concurrency
     async with AwsClients(aws_config, pool_size=pool) as clients:
         queue = SqsQueue(clients.sqs, queue_url)
         # Check both ends before consuming anything: emulators accept an Event invoke of a

@@ -334,7 +334,7 @@ class Consumer:
             stats,
             flush_interval=config.ack_flush_interval,
             max_pending=config.max_pending_acks,
-            concurrency=config.delete_concurrency,
+            concurrency=config.ack_concurrency,
             attempts=config.delete_attempts,
             on_release=self._release_settled,
         )

@@ -508,3 +508,20 @@ async def test_stop_before_run_returns_promptly() -> None:
         stats = await consumer.run()
     assert stats.received == 0
     assert len(queue) == 1
+
+
+async def test_fake_queue_memory_stays_flat_over_a_long_run() -> None:
+    # GIVEN a long visibility timeout, so deleted messages' heap entries would linger
+    queue = FakeQueue(visibility_timeout=300)
+    queue.send_many(f"m{i}" for i in range(20_000))
+
+    async def handler(message: Message) -> None:
+        return None
+
+    with anyio.fail_after(30):
+        stats = await Consumer(
+            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
+        ).run()
+    # THEN the stale entries were swept as they piled up
+    assert stats.deleted == 20_000
+    assert len(queue._invisible) < 5_000

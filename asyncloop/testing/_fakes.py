@@ -123,6 +123,7 @@ class FakeQueue:
         self._messages: dict[str, _Stored] = {}
         self._visible: deque[_Stored] = deque()
         self._invisible: list[tuple[float, int, _Stored]] = []
+        self._stale = 0
         self._ids = itertools.count(1)
         self._prefix = f"{random.getrandbits(32):08x}"
         self._arrival: asyncio.Event | None = None
@@ -446,6 +447,16 @@ class FakeQueue:
     def _remove(self, stored: _Stored) -> None:
         stored.deleted = True
         self._messages.pop(stored.message_id, None)
+        # A deleted message's heap entry stays until its time comes; sweep them once they
+        # are most of the heap, so a long run's memory stays flat (amortised O(1)).
+        self._stale += 1
+        heap = self._invisible
+        if self._stale > 1024 and self._stale * 2 > len(heap):
+            self._invisible = [
+                entry for entry in heap if not entry[2].deleted and entry[2].visible_at == entry[0]
+            ]
+            heapq.heapify(self._invisible)
+            self._stale = 0
 
     def _notify(self) -> None:
         if self._arrival is not None:
