@@ -36,14 +36,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"asyncloop: error: {message}\n")
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get("ASYNCLOOP_" + name)
-    return value if value not in (None, "") else None
+def _env_name(flag: str) -> str:
+    """``--max-in-flight`` -> ``ASYNCLOOP_MAX_IN_FLIGHT``."""
+    return "ASYNCLOOP_" + flag.lstrip("-").upper().replace("-", "_")
 
 
-def _env_flag(name: str) -> bool:
-    value = _env(name)
-    return value is not None and value.strip().lower() in ("1", "true", "yes", "on")
+def _option(
+    parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup,
+    flag: str,
+    kind: Callable[[str], Any] = str,
+    default: Any = None,
+    help: str = "",
+    **kwargs: Any,
+) -> None:
+    """A flag whose default comes from its ASYNCLOOP_* variable, then from `default`
+    (argparse converts a string default with `kind`, so a bad variable is a usage error)."""
+    from_env = os.environ.get(_env_name(flag)) or None
+    shown = f" (default {default})" if default is not None else ""
+    parser.add_argument(flag, type=kind, default=from_env or default, help=help + shown, **kwargs)
+
+
+def _switch(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """An on/off flag; its variable turns it on with 1, true, yes or on."""
+    value = (os.environ.get(_env_name(flag)) or "").strip().lower()
+    parser.add_argument(
+        flag, action="store_true", default=value in ("1", "true", "yes", "on"), help=help
+    )
 
 
 def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,82 +75,48 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     defaults = ConsumerConfig()
-    run.add_argument("--queue-url", default=_env("QUEUE_URL"), help="the queue to consume")
+    _option(run, "--queue-url", help="the queue to consume")
     target = run.add_mutually_exclusive_group()
-    target.add_argument(
-        "--function-name", default=_env("FUNCTION_NAME"), help="Lambda function to invoke"
-    )
-    target.add_argument(
+    _option(target, "--function-name", help="Lambda function to invoke")
+    _option(
+        target,
         "--handler",
-        default=_env("HANDLER"),
         metavar="MODULE:FUNC",
         help="in-process callable taking an asyncloop.Message (async, or sync in a thread)",
     )
-    run.add_argument("--endpoint-url", default=_env("ENDPOINT_URL"), help="e.g. a moto server")
-    run.add_argument("--region", default=_env("REGION"), help="AWS region")
-    run.add_argument(
-        "--receivers",
-        type=int,
-        default=_env("RECEIVERS") or defaults.receivers,
-        help=f"concurrent long polls (default {defaults.receivers})",
-    )
-    run.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=_env("MAX_IN_FLIGHT") or defaults.max_in_flight,
-        help=f"messages held at once (default {defaults.max_in_flight})",
-    )
-    run.add_argument(
-        "--batch-size",
-        type=int,
-        default=_env("BATCH_SIZE") or defaults.batch_size,
-        help=f"messages per receive, 1..10 (default {defaults.batch_size})",
-    )
-    run.add_argument(
-        "--wait-time-seconds",
-        type=int,
-        default=_env("WAIT_TIME_SECONDS") or defaults.wait_time_seconds,
-        help=f"long-poll wait, 0..20 (default {defaults.wait_time_seconds})",
-    )
-    run.add_argument(
+    _option(run, "--endpoint-url", help="one endpoint for SQS and Lambda, e.g. a moto server")
+    _option(run, "--region", help="AWS region")
+    _option(run, "--receivers", int, defaults.receivers, "concurrent long polls")
+    _option(run, "--max-in-flight", int, defaults.max_in_flight, "messages held at once")
+    _option(run, "--batch-size", int, defaults.batch_size, "messages per receive, 1..10")
+    _option(run, "--wait-time-seconds", int, defaults.wait_time_seconds, "long-poll wait, 0..20")
+    _option(
+        run,
         "--visibility-timeout",
-        type=int,
-        default=_env("VISIBILITY_TIMEOUT"),
+        int,
         help="visibility timeout asked on receive, seconds (default: the queue's)",
     )
-    run.add_argument(
+    _option(
+        run,
         "--invocation-type",
-        default=_env("INVOCATION_TYPE") or "Event",
+        default="Event",
         help="Event (accepted = success) or RequestResponse (returned = success)",
     )
-    run.add_argument(
+    _option(
+        run,
         "--payload",
-        default=_env("PAYLOAD") or "seed",
+        default="seed",
         help="seed (the seed's consumer.js record) or sqs-event (Lambda's SQS event shape)",
     )
-    run.add_argument(
+    _option(
+        run,
         "--delete-by",
-        default=_env("DELETE_BY") or defaults.delete_by,
+        default=defaults.delete_by,
         help="consumer (delete after success, batched) or worker (the worker deletes)",
     )
-    run.add_argument(
-        "--until-empty",
-        action="store_true",
-        default=_env_flag("UNTIL_EMPTY"),
-        help="stop once the queue answers empty and nothing is in flight",
-    )
-    run.add_argument(
-        "--duration",
-        type=float,
-        default=_env("DURATION"),
-        help="stop after this many seconds",
-    )
-    run.add_argument(
-        "--json",
-        action="store_true",
-        default=_env_flag("JSON"),
-        help="print the statistics as one JSON object, on the last line of stdout",
-    )
+    _switch(run, "--until-empty", "stop once the queue answers empty and nothing is in flight")
+    _option(run, "--duration", float, help="stop after this many seconds")
+    _switch(run, "--json", "print the statistics as one JSON object, on the last line of stdout")
     run.set_defaults(handler_fn=_cmd_run)
 
 
@@ -184,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging() -> None:
-    level = (_env("LOG_LEVEL") or "INFO").upper()
+    level = (os.environ.get("ASYNCLOOP_LOG_LEVEL") or "INFO").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         stream=sys.stderr,
