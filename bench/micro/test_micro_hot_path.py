@@ -107,6 +107,8 @@ def test_ack_coalescer_1000_deletes(benchmark: BenchmarkFixture, runner: asyncio
             for message in messages:
                 await acker.delete(message)
             await acker.close()
+            # bind() started long-lived senders in tg: stop them, as the Consumer does
+            tg.cancel_scope.cancel()
         return stats.deleted
 
     deleted = rounds(benchmark, lambda: runner.run(workload()))
