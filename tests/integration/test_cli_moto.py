@@ -77,8 +77,9 @@ async def test_run_until_empty_prints_json_last_and_exits_0(
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary.keys() >= REQUIRED_KEYS
     assert {"p50", "p95", "p99"} <= summary["latency_ms"].keys()
-    assert summary["received"] == summary["succeeded"] == summary["deleted"] == 50
-    assert summary["api_calls"]["Invoke"] == 50
+    # (at least once: moto, like SQS, may deliver a message twice)
+    assert summary["received"] == summary["succeeded"] == summary["deleted"] >= 50
+    assert summary["api_calls"]["Invoke"] == summary["succeeded"]
     assert await count_messages(queue.url) == 0
     # logs went to stderr, and never a message body
     assert "consumer starting" in result.stderr
@@ -106,7 +107,7 @@ async def test_run_reads_its_flags_from_the_environment(
     )
     result = await _run(_cli("run"), env=env)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["deleted"] == 5
+    assert json.loads(result.stdout.strip().splitlines()[-1])["deleted"] >= 5
 
 
 async def test_missing_queue_exits_1_with_a_clear_message(
@@ -226,7 +227,7 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
     # THEN it drained and exited 0; every message was either deleted or is visible again
     assert process.returncode == 0, stderr
     summary = json.loads(stdout.strip().splitlines()[-1])
-    finished = set(done_log.read_text().split())
+    finished = done_log.read_text().split()  # one line per success, duplicates included
     assert summary["deleted"] == len(finished)
     attributes = (
         await aws_admin.sqs.get_queue_attributes(
@@ -235,4 +236,4 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
         )
     )["Attributes"]
     assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
-    assert int(attributes["ApproximateNumberOfMessages"]) == 60 - summary["deleted"]
+    assert int(attributes["ApproximateNumberOfMessages"]) == 60 - len(set(finished))

@@ -125,8 +125,9 @@ async def test_delete_by_worker_deletes_nothing(
                 queue=queue, dispatcher=dispatcher, config=_config(delete_by="worker")
             ).run()
 
-    # THEN every message was invoked, the consumer made no delete call, all 40 remain
-    assert stats.succeeded == 40
+    # THEN every message was invoked (moto, like SQS, may deliver one twice), the consumer
+    # made no delete call, and all 40 remain
+    assert stats.succeeded == stats.received >= 40
     assert "DeleteMessageBatch" not in stats.api_calls
     assert stats.deleted == 0
     assert await count_messages(queue_info.url) == 40
