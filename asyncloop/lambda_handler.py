@@ -14,8 +14,8 @@
 One event loop (an `asyncio.Runner`) and one set of AWS clients serve every warm invocation
 of the process: ``asyncio.run`` per invocation would close the loop the clients are bound to.
 Configuration comes from ``ASYNCLOOP_*`` variables, read on the first invocation; a bad value
-fails it with a `ConfigError` naming the variable. Importing this module loads only the
-standard library: aioboto3 and the consumer load on first use.
+fails it with a `ConfigError` naming the variable. Importing this module loads no AWS SDK
+(botocore and aioboto3 are most of a cold start): they load on the first invocation.
 """
 
 from __future__ import annotations
