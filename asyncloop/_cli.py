@@ -1,8 +1,9 @@
 """The `asyncloop` command: parse, build config, handle signals, call the library.
 
-Exit codes: 0 after a clean stop (SIGINT/SIGTERM drain cleanly), 2 for bad arguments or
-configuration (one line on stderr), 1 for a failure the consumer cannot recover from (the
-queue or the function does not exist, credentials refused).
+Exit codes: 0 after a clean stop (a first SIGINT/SIGTERM drains cleanly), 2 for bad arguments
+or configuration, flags and ASYNCLOOP_* variables alike (one line on stderr naming what the user
+set), 1 for a failure the consumer cannot recover from (the queue or the function does not
+exist, credentials refused) and after a second signal (in-flight work aborted and released).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
-from ._config import AwsConfig, ConsumerConfig, LambdaConfig, validate_queue_url
+from ._config import (
+    AwsConfig,
+    ConsumerConfig,
+    LambdaConfig,
+    _check_choice,
+    parse_bool,
+    parse_value,
+    validate_queue_url,
+)
 from ._exceptions import AsyncloopError, ConfigError
 
 __all__ = ("main",)
@@ -41,6 +50,18 @@ def _env_name(flag: str) -> str:
     return "ASYNCLOOP_" + flag.lstrip("-").upper().replace("-", "_")
 
 
+class _FromEnv:
+    """A flag's default read from its ASYNCLOOP_* variable, parsed only after argparse (by
+    `_resolve_env`), so a bad value is reported under the variable's name, not the flag's."""
+
+    __slots__ = ("kind", "raw", "variable")
+
+    def __init__(self, variable: str, raw: str, kind: Callable[[str], Any]) -> None:
+        self.variable = variable
+        self.raw = raw
+        self.kind = kind
+
+
 def _option(
     parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup,
     flag: str,
@@ -49,19 +70,34 @@ def _option(
     help: str = "",
     **kwargs: Any,
 ) -> None:
-    """A flag whose default comes from its ASYNCLOOP_* variable, then from `default`
-    (argparse converts a string default with `kind`, so a bad variable is a usage error)."""
-    from_env = os.environ.get(_env_name(flag)) or None
+    """A flag whose default comes from its ASYNCLOOP_* variable (an empty one is unset), then
+    from `default`; `_resolve_env` parses the variable, so a bad one is a usage error naming it."""
+    variable = _env_name(flag)
+    raw = os.environ.get(variable) or None
     shown = f" (default {default})" if default is not None else ""
-    parser.add_argument(flag, type=kind, default=from_env or default, help=help + shown, **kwargs)
+    value = _FromEnv(variable, raw, kind) if raw is not None else default
+    parser.add_argument(flag, type=kind, default=value, help=help + shown, **kwargs)
 
 
 def _switch(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
-    """An on/off flag; its variable turns it on with 1, true, yes or on."""
-    value = (os.environ.get(_env_name(flag)) or "").strip().lower()
-    parser.add_argument(
-        flag, action="store_true", default=value in ("1", "true", "yes", "on"), help=help
-    )
+    """An on/off flag; its variable says 1/true/yes/on or 0/false/no/off (anything else is a
+    usage error naming the variable, never a silent off)."""
+    variable = _env_name(flag)
+    raw = os.environ.get(variable) or None
+    value = _FromEnv(variable, raw, parse_bool) if raw is not None else False
+    parser.add_argument(flag, action="store_true", default=value, help=help)
+
+
+def _resolve_env(args: argparse.Namespace) -> None:
+    """Parse the defaults `_option` and `_switch` took from variables, in place; remember in
+    ``args.from_env`` which destination came from which variable, for `_flag_message`.
+    Raises ConfigError naming the variable."""
+    sources: dict[str, str] = {}
+    for dest, value in vars(args).items():
+        if isinstance(value, _FromEnv):
+            setattr(args, dest, parse_value(value.raw, value.kind, name=value.variable, field=dest))
+            sources[dest] = value.variable
+    args.from_env = sources
 
 
 def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -116,7 +152,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _switch(run, "--until-empty", "stop once the queue answers empty and nothing is in flight")
     _option(run, "--duration", float, help="stop after this many seconds")
-    _switch(run, "--json", "print the statistics as one JSON object, on the last line of stdout")
+    _switch(run, "--json", "print the statistics as one JSON object, all of stdout")
     run.set_defaults(handler_fn=_cmd_run)
 
 
@@ -156,7 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `asyncloop` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging()
+    try:
+        _resolve_env(args)
+        _configure_logging()
+    except ConfigError as exc:
+        return _usage_error(str(exc))
     # `run` has a --handler flag, so its function lives in `handler_fn`; the other commands'
     # modules set `handler`.
     command = getattr(args, "handler_fn" if args.command == "run" else "handler", None)
@@ -167,10 +207,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return exit_code
 
 
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 def _configure_logging() -> None:
-    level = (os.environ.get("ASYNCLOOP_LOG_LEVEL") or "INFO").upper()
+    """Log to stderr at ASYNCLOOP_LOG_LEVEL (default info); ConfigError for an unknown level."""
+    level = (os.environ.get("ASYNCLOOP_LOG_LEVEL") or "info").strip().lower()
+    _check_choice("ASYNCLOOP_LOG_LEVEL", level, _LOG_LEVELS)
     logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
+        level=getattr(logging, level.upper()),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
@@ -184,11 +229,15 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
-def _flag_message(exc: ConfigError) -> str:
-    """ "batch_size must be ..." -> "--batch-size must be ..." for the command line."""
+def _flag_message(exc: ConfigError, args: argparse.Namespace) -> str:
+    """Name what the user set: "batch_size must be ..." becomes "--batch-size must be ...",
+    or "ASYNCLOOP_BATCH_SIZE must be ..." when the flag's value came from its variable. A
+    field without a flag is left alone (the config already named its variable)."""
     message = str(exc)
-    if exc.field and message.startswith(exc.field):
-        return "--" + exc.field.replace("_", "-") + message[len(exc.field) :]
+    field = exc.field
+    if field and message.startswith(field) and hasattr(args, field):
+        name = getattr(args, "from_env", {}).get(field) or "--" + field.replace("_", "-")
+        return name + message[len(field) :]
     return message
 
 
@@ -229,13 +278,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
             handler = load_handler(args.handler)
     except ConfigError as exc:
-        return _usage_error(_flag_message(exc))
+        return _usage_error(_flag_message(exc, args))
     try:
         stats, aborted = asyncio.run(
             _run(queue_url, consumer_config, aws_config, lambda_config, handler)
         )
     except ConfigError as exc:
-        return _usage_error(_flag_message(exc))
+        return _usage_error(_flag_message(exc, args))
     except AsyncloopError as exc:
         print(f"asyncloop: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -333,13 +382,23 @@ class _SignalStop:
 
 
 def _print_stats(summary: dict[str, Any], *, as_json: bool) -> None:
+    """The human summary (two lines), on stdout; with `as_json` on stderr, and stdout gets
+    only the JSON object, so ``asyncloop run --json | jq`` reads exactly one document."""
     latency = summary["latency_ms"]
+    timing = f"duration {summary['duration_s']:.2f} s  "
+    if latency["p50"] is None:
+        # Nothing finished: there is no throughput or latency to speak of
+        timing += "no messages" if summary["received"] == 0 else "no message finished"
+    else:
+        timing += (
+            f"throughput {summary['throughput_msgs_s']:.1f} msgs/s  "
+            f"latency p50/p95/p99 {latency['p50']}/{latency['p95']}/{latency['p99']} ms"
+        )
     lines = [
         f"received {summary['received']}  succeeded {summary['succeeded']}  "
         f"failed {summary['failed']}  deleted {summary['deleted']}  "
         f"released {summary['released']}",
-        f"duration {summary['duration_s']:.2f} s  throughput {summary['throughput_msgs_s']:.1f} "
-        f"msgs/s  latency p50/p95/p99 {latency['p50']}/{latency['p95']}/{latency['p99']} ms",
+        timing,
     ]
     if not as_json:
         print("\n".join(lines))

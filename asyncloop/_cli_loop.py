@@ -237,8 +237,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if not 0 < args.days <= 3660:
         return _error(f"--days must be in 0..3660, got {args.days}", 2)
-    if args.fault_scale < 0:
-        return _error(f"--fault-scale must be >= 0, got {args.fault_scale}", 2)
+    from ._config import _check_range
+
+    # ConfigError, an exit 2 from `_guarded`; a NaN or inf scale would poison every rate
+    _check_range("--fault-scale", args.fault_scale, 0.0, None)
     base = SimConfig()
     policy = replace(base.policy, min_loops=args.min_loops, max_loops=args.max_loops)
     rates = {

@@ -7,6 +7,7 @@ All durations are seconds (float).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -37,20 +38,32 @@ _FUNCTION_NAME = re.compile(
 )
 
 
+def _allowed(low: float, high: float | None) -> str:
+    """The allowed range as the messages state it: ``1..10``, or ``a finite number >= 0``."""
+    return f"in {low}..{high}" if high is not None else f"a finite number >= {low}"
+
+
 def _check_range(name: str, value: _N, low: _N, high: _N | None) -> None:
+    """Raise ConfigError unless `value` is a finite number in ``low..high`` (no upper bound
+    if None); the one source of every range message.
+
+    NaN is refused: every comparison with it is false, so it would pass a plain range check
+    and break the code that uses it later (a NaN flush timeout flushes nothing). So is
+    +/-inf: no field takes inf as "no limit" (None is that), and inf would break the
+    arithmetic on deadlines and poll waits."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number, got {value!r}", field=name)
-    if value < low or (high is not None and value > high):
-        allowed = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{name} must be in {allowed}, got {value!r}", field=name)
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        raise ConfigError(f"{name} must be {_allowed(low, high)}, got {value!r}", field=name)
 
 
 def _check_int(name: str, value: float, low: int, high: int | None) -> None:
     """`_check_range` for a whole number: SQS takes these as integers, so 1.5 is refused."""
     _check_range(name, value, low, high)
     if not isinstance(value, int):
-        allowed = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ConfigError(f"{name} must be a whole number in {allowed}, got {value!r}", field=name)
+        raise ConfigError(
+            f"{name} must be a whole number {_allowed(low, high)}, got {value!r}", field=name
+        )
 
 
 def _check_bool(name: str, value: object) -> None:
@@ -237,7 +250,7 @@ class ConsumerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConsumerConfig:
         """Build from ``ASYNCLOOP_<FIELD>`` variables (``ASYNCLOOP_MAX_IN_FLIGHT=128``)."""
-        return cls(**_from_env(cls, environ, overrides))
+        return _build_from_env(cls, environ, overrides)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,7 +291,7 @@ class LambdaConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LambdaConfig:
         """Build from ``ASYNCLOOP_<FIELD>`` variables."""
-        return cls(**_from_env(cls, environ, overrides))
+        return _build_from_env(cls, environ, overrides)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,26 +337,53 @@ class AwsConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AwsConfig:
         """Build from ``ASYNCLOOP_<FIELD>`` variables."""
-        return cls(**_from_env(cls, environ, overrides))
+        return _build_from_env(cls, environ, overrides)
+
+
+def _env_name(field: str) -> str:
+    """``max_in_flight`` -> ``ASYNCLOOP_MAX_IN_FLIGHT``."""
+    return "ASYNCLOOP_" + field.upper()
 
 
 def _from_env(
     cls: type[Any], environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """`cls`'s fields parsed from their ``ASYNCLOOP_<FIELD>`` variables, then `overrides`
+    (a field that is overridden is not read, so its variable cannot fail the build)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(cls):
-        key = "ASYNCLOOP_" + f.name.upper()
-        if key in env:
-            values[f.name] = _parse(f.name, env[key], _field_kind(f.type))
+        key = _env_name(f.name)
+        if key in env and f.name not in overrides:
+            values[f.name] = parse_value(env[key], _field_kind(f.type), name=key, field=f.name)
     values.update(overrides)
     return values
+
+
+_C = TypeVar("_C")
+
+
+def _build_from_env(
+    cls: type[_C], environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> _C:
+    """`cls` from `_from_env`; a validation error names the variables, not the fields, of
+    everything the caller did not override (that is what the user can set)."""
+    try:
+        return cls(**_from_env(cls, environ, overrides))
+    except ConfigError as exc:
+        if exc.field is None or exc.field in overrides:
+            raise
+        message = str(exc)
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name not in overrides:
+                message = re.sub(rf"\b{f.name}\b", _env_name(f.name), message)
+        raise ConfigError(message, field=exc.field) from exc
 
 
 def _field_kind(annotation: object) -> Callable[[str], Any]:
     text = str(annotation)
     if "bool" in text:
-        return _parse_bool
+        return parse_bool
     if text.startswith("int"):
         return int
     if text.startswith("float"):
@@ -351,7 +391,9 @@ def _field_kind(annotation: object) -> Callable[[str], Any]:
     return str
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """``1``/``true``/``yes``/``on`` and ``0``/``false``/``no``/``off``/empty, any case;
+    ValueError otherwise (a typo must not silently mean off)."""
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -360,11 +402,20 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def _parse(name: str, raw: str, kind: Callable[[str], Any]) -> Any:
+# What each parser accepts, in words, for the error message
+_KIND_WORDS: dict[Callable[[str], Any], str] = {
+    int: "an integer",
+    float: "a number",
+    parse_bool: "true or false (1/0, yes/no, on/off)",
+}
+
+
+def parse_value(raw: str, kind: Callable[[str], Any], *, name: str, field: str) -> Any:
+    """`kind(raw)`, or ConfigError ``<name> must be an integer, got 'abc'``: the one parser
+    of settings given as text (``ASYNCLOOP_*`` variables, for the library and the CLI)."""
     try:
         return kind(raw)
     except ValueError:
         raise ConfigError(
-            f"ASYNCLOOP_{name.upper()} must be a {getattr(kind, '__name__', 'value')}, got {raw!r}",
-            field=name,
+            f"{name} must be {_KIND_WORDS.get(kind, 'a valid value')}, got {raw!r}", field=field
         ) from None

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
+from asyncloop import ConsumerConfig, _cli
 from asyncloop._cli import main
+from asyncloop._stats import Stats
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 
@@ -54,7 +59,7 @@ URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
         ),
         (
             ["run", "--queue-url", URL, "--handler", "os:getcwd", "--duration", "0"],
-            "--duration must be in >= 0.001, got 0.0",
+            "--duration must be a finite number >= 0.001, got 0.0",
         ),
     ],
 )
@@ -77,9 +82,9 @@ def test_flags_read_from_environment(
     monkeypatch.setenv("ASYNCLOOP_QUEUE_URL", URL)
     monkeypatch.setenv("ASYNCLOOP_HANDLER", "os:getcwd")
     monkeypatch.setenv("ASYNCLOOP_BATCH_SIZE", "12")
-    # WHEN run is given no flags THEN the variables were read (the bad one reported)
+    # WHEN run is given no flags THEN the variables were read (the bad one reported by name)
     assert main(["run"]) == 2
-    assert "--batch-size must be in 1..10, got 12" in capsys.readouterr().err
+    assert "ASYNCLOOP_BATCH_SIZE must be in 1..10, got 12" in capsys.readouterr().err
 
 
 def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,4 +107,170 @@ def test_fields_without_a_flag_come_from_their_variables(
     # WHEN run starts THEN the variable was read, and reported by name
     assert main(["run", "--queue-url", URL, "--handler", "os:getcwd"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "asyncloop: error: ASYNCLOOP_FAILURE_BACKOFF_BASE must be a float, got 'soon'"
+    assert err == "asyncloop: error: ASYNCLOOP_FAILURE_BACKOFF_BASE must be a number, got 'soon'"
+
+
+@pytest.fixture
+def started_runs(monkeypatch: pytest.MonkeyPatch) -> list[ConsumerConfig]:
+    """Replace the run itself (no AWS): each call records its config and returns empty stats."""
+    runs: list[ConsumerConfig] = []
+
+    async def fake_run(
+        queue_url: str, consumer_config: ConsumerConfig, *args: object
+    ) -> tuple[Stats, bool]:
+        runs.append(consumer_config)
+        return Stats(), False
+
+    monkeypatch.setattr(_cli, "_run", fake_run)
+    for name in [name for name in os.environ if name.startswith("ASYNCLOOP_")]:
+        monkeypatch.delenv(name)
+    return runs
+
+
+RUN = ["run", "--queue-url", URL, "--handler", "os:getcwd"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([*RUN, "--duration", "nan"], {}, "--duration must be a finite number >= 0.001, got nan"),
+        ([*RUN, "--duration", "inf"], {}, "--duration must be a finite number >= 0.001, got inf"),
+        (
+            RUN,
+            {"ASYNCLOOP_DURATION": "NaN"},
+            "ASYNCLOOP_DURATION must be a finite number >= 0.001, got nan",
+        ),
+        (
+            RUN,
+            {"ASYNCLOOP_SHUTDOWN_GRACE": "nan"},
+            "ASYNCLOOP_SHUTDOWN_GRACE must be in 0.0..3600.0, got nan",
+        ),
+        (
+            RUN,
+            {"ASYNCLOOP_ACK_FLUSH_TIMEOUT": "nan"},
+            "ASYNCLOOP_ACK_FLUSH_TIMEOUT must be in 0.1..300.0, got nan",
+        ),
+        (
+            RUN,
+            {"ASYNCLOOP_ACK_FLUSH_TIMEOUT": "inf"},
+            "ASYNCLOOP_ACK_FLUSH_TIMEOUT must be in 0.1..300.0, got inf",
+        ),
+        (
+            RUN,
+            {"ASYNCLOOP_FAILURE_BACKOFF_BASE": "nan"},
+            "ASYNCLOOP_FAILURE_BACKOFF_BASE must be in 0.0..43200.0, got nan",
+        ),
+        (
+            ["loop", "simulate", "--days", "0.01", "--fault-scale", "nan"],
+            {},
+            "--fault-scale must be a finite number >= 0.0, got nan",
+        ),
+        (
+            ["loop", "simulate", "--days", "nan"],
+            {},
+            "--days must be in 0..3660, got nan",
+        ),
+    ],
+)
+def test_nan_and_inf_are_usage_errors(
+    argv: list[str],
+    env: dict[str, str],
+    expected: str,
+    started_runs: list[ConsumerConfig],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a float setting of NaN or inf, on the command line or in its variable
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # WHEN the command starts
+    code = main(argv)
+    # THEN exit 2 with the usual one line, and nothing ran
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"asyncloop: error: {expected}"]
+    assert started_runs == []
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"ASYNCLOOP_UNTIL_EMPTY": "maybe"},
+            "ASYNCLOOP_UNTIL_EMPTY must be true or false (1/0, yes/no, on/off), got 'maybe'",
+        ),
+        (
+            {"ASYNCLOOP_JSON": "sure"},
+            "ASYNCLOOP_JSON must be true or false (1/0, yes/no, on/off), got 'sure'",
+        ),
+        (
+            {"ASYNCLOOP_MAX_IN_FLIGHT": "abc"},
+            "ASYNCLOOP_MAX_IN_FLIGHT must be an integer, got 'abc'",
+        ),
+        ({"ASYNCLOOP_MAX_IN_FLIGHT": "0"}, "ASYNCLOOP_MAX_IN_FLIGHT must be in 1..100000, got 0"),
+        ({"ASYNCLOOP_DURATION": "soon"}, "ASYNCLOOP_DURATION must be a number, got 'soon'"),
+        (
+            {"ASYNCLOOP_SHUTDOWN_GRACE": "-5"},
+            "ASYNCLOOP_SHUTDOWN_GRACE must be in 0.0..3600.0, got -5.0",
+        ),
+        (
+            {"ASYNCLOOP_FAILURE_BACKOFF_BASE": "1000"},
+            "ASYNCLOOP_FAILURE_BACKOFF_CAP must be >= ASYNCLOOP_FAILURE_BACKOFF_BASE (1000.0), "
+            "got 900.0",
+        ),
+        (
+            {"ASYNCLOOP_ENDPOINT_URL": "localhost:4566"},
+            "ASYNCLOOP_ENDPOINT_URL must be an http(s) URL, got 'localhost:4566'",
+        ),
+        (
+            {"ASYNCLOOP_LOG_LEVEL": "loud"},
+            "ASYNCLOOP_LOG_LEVEL must be one of debug, info, warning, error, critical, got 'loud'",
+        ),
+    ],
+)
+def test_errors_from_variables_name_the_variable(
+    env: dict[str, str],
+    expected: str,
+    started_runs: list[ConsumerConfig],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a bad value in a variable, and no flag for it on the command line
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # WHEN run starts
+    code = main(RUN)
+    # THEN exit 2, one line naming the variable (never a flag that was not given, nor a field)
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"asyncloop: error: {expected}"]
+    assert started_runs == []
+
+
+def test_a_flag_wins_over_a_bad_variable(
+    started_runs: list[ConsumerConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a malformed variable, and its flag on the command line
+    monkeypatch.setenv("ASYNCLOOP_MAX_IN_FLIGHT", "abc")
+    # WHEN run starts THEN the flag is used and the variable never parsed
+    assert main([*RUN, "--max-in-flight", "7"]) == 0
+    assert [config.max_in_flight for config in started_runs] == [7]
+
+
+def test_an_empty_run_says_no_messages_and_json_is_all_of_stdout(
+    started_runs: list[ConsumerConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a run that finds nothing to do
+    # WHEN it ends with --json
+    assert main([*RUN, "--until-empty", "--json"]) == 0
+    out, err = capsys.readouterr()
+    # THEN stdout is exactly one JSON object; the human summary went to stderr
+    summary = json.loads(out)
+    assert isinstance(summary, dict)
+    assert summary["received"] == 0
+    assert "no messages" in err
+    assert "None" not in err
+
+    # WHEN it ends without --json THEN the summary says "no messages", not None/None/None
+    assert main([*RUN, "--until-empty"]) == 0
+    out = capsys.readouterr().out
+    assert "no messages" in out
+    assert "None" not in out

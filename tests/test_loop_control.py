@@ -202,7 +202,7 @@ def test_policy_from_env() -> None:
     policy = LoopPolicy.from_env({"ASYNCLOOP_MAX_LOOPS": "8", "ASYNCLOOP_RUN_SECONDS": "30.5"})
 
     assert (policy.max_loops, policy.run_seconds) == (8, 30.5)
-    with pytest.raises(ConfigError, match="ASYNCLOOP_MAX_LOOPS must be a int, got 'many'"):
+    with pytest.raises(ConfigError, match="ASYNCLOOP_MAX_LOOPS must be an integer, got 'many'"):
         LoopPolicy.from_env({"ASYNCLOOP_MAX_LOOPS": "many"})
 
 

@@ -237,3 +237,116 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
     )["Attributes"]
     assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
     assert int(attributes["ApproximateNumberOfMessages"]) == 60 - len(set(finished))
+
+
+async def test_an_empty_queue_prints_no_messages_and_json_is_all_of_stdout(
+    moto_endpoint: str, make_queue: MakeQueue, make_function: MakeFunction
+) -> None:
+    # GIVEN an empty queue
+    queue = await make_queue()
+    function = await make_function()
+    # WHEN the CLI runs until empty with --json
+    result = await _run(
+        _cli(
+            "run",
+            "--queue-url",
+            queue.url,
+            "--function-name",
+            function,
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+            "--wait-time-seconds",
+            "0",
+            "--until-empty",
+            "--json",
+        )
+    )
+    # THEN exit 0; stdout is exactly one JSON object; the summary on stderr says "no messages"
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["received"] == 0
+    assert "no messages" in result.stderr
+    assert "None/None/None" not in result.stderr
+
+
+async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
+    moto_endpoint: str,
+    make_queue: MakeQueue,
+    send_messages: SendMessages,
+    aws_admin: AdminClients,
+    tmp_path: Path,
+) -> None:
+    # GIVEN a handler that never finishes, holding messages
+    module = tmp_path / "stuck_handler.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            import asyncio
+            import sys
+
+            async def handle(message):
+                print("STARTED", file=sys.stderr, flush=True)
+                await asyncio.Event().wait()
+            """
+        )
+    )
+    queue = await make_queue(visibility_timeout=120)
+    await send_messages(queue.url, 4)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    argv = _cli(
+        "run",
+        "--queue-url",
+        queue.url,
+        "--handler",
+        "stuck_handler:handle",
+        "--endpoint-url",
+        moto_endpoint,
+        "--region",
+        "us-east-1",
+        "--max-in-flight",
+        "4",
+        "--receivers",
+        "1",
+        "--wait-time-seconds",
+        "1",
+        "--json",
+    )
+    async with await anyio.open_process(argv, env=env) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        stderr = b""
+        # WHEN the first signal arrives while handlers are stuck, then a second one
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                stderr += chunk
+                if b"STARTED" in stderr:
+                    break
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                stderr += chunk
+                if b"again to abort" in stderr:
+                    break
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                stderr += chunk
+            stdout = b"".join([chunk async for chunk in process.stdout]).decode()
+            await process.wait()
+
+    # THEN exit 1 (as the README says), the statistics still printed, and every message that
+    # was held is visible again: none deleted, none lost
+    assert process.returncode == 1, stderr.decode()
+    assert "aborted by a second signal" in stderr.decode()
+    summary = json.loads(stdout)
+    assert summary["deleted"] == 0
+    assert summary["released"] == summary["received"] >= 1
+    attributes = (
+        await aws_admin.sqs.get_queue_attributes(
+            QueueUrl=queue.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+    )["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
+    assert int(attributes["ApproximateNumberOfMessages"]) == 4
