@@ -175,7 +175,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     import anyio
 
     from ._config import AwsConfig
-    from ._deploy import DeployError, DeploySpec, deploy
+    from ._deploy import DeployError, DeploySpec, deploy, lambda_handler_name
 
     refused = _aws_guard(args)
     if refused is not None:
@@ -186,8 +186,15 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     if args.endpoint_url is not None:
         # moto's CloudFormation lacks some resource types: leave them out unless told otherwise
         params.setdefault("MotoCompatible", "true")
-    if args.worker_handler is not None:
-        params["WorkerHandler"] = args.worker_handler
+    try:
+        # Either form, checked before a zip is built: Lambda takes module.function
+        if args.worker_handler is not None:
+            params["WorkerHandler"] = args.worker_handler
+        if "WorkerHandler" in params:
+            flag = "--worker-handler" if args.worker_handler else "--parameter WorkerHandler"
+            params["WorkerHandler"] = lambda_handler_name(params["WorkerHandler"], field=flag)
+    except ConfigError as exc:
+        return _error(str(exc), 2)
     if args.zip is not None:
         if not args.zip.is_file():
             return _error(f"--zip {args.zip} is not a file", 2)
@@ -196,7 +203,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         built = _build(args, args.output or Path("dist", "asyncloop-lambda.zip"))
         if isinstance(built, int):
             return built
-        print("\n".join(_describe_package(built)))
+        # With --json, stdout carries only the JSON document
+        print("\n".join(_describe_package(built)), file=sys.stderr if args.json else sys.stdout)
         zip_path = built.path
     try:
         aws = AwsConfig(region=args.region, endpoint_url=args.endpoint_url)
@@ -278,7 +286,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--zip", type=Path, default=None, help="deploy this zip instead of building one"
     )
     deploy.add_argument("--output", "-o", type=Path, default=None, help="where a built zip goes")
-    deploy.add_argument("--worker-handler", default=None, help="module.function of your worker")
+    deploy.add_argument(
+        "--worker-handler",
+        default=None,
+        metavar="MODULE:FUNC",
+        help="your worker, wrapped with asyncloop.lambda_handler.worker (module.function too)",
+    )
     deploy.add_argument(
         "--parameter",
         action="append",

@@ -34,6 +34,7 @@ __all__ = (
     "DeployResult",
     "DeploySpec",
     "deploy",
+    "lambda_handler_name",
     "template_body",
     "template_parameters",
 )
@@ -67,6 +68,29 @@ class DeployError(AsyncloopError):
         self.stack_name = stack_name
         self.status = status
         self.reasons = reasons
+
+
+# A Python identifier, and a dotted module path of them
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_HANDLER = re.compile(
+    rf"^(?P<module>{_IDENTIFIER}(?:\.{_IDENTIFIER})*)[:.](?P<func>{_IDENTIFIER})$"
+)
+
+
+def lambda_handler_name(spec: str, *, field: str = "worker_handler") -> str:
+    """The Lambda ``Handler`` for `spec`: ``module.function``.
+
+    `spec` is ``module:function``, the form of ``asyncloop run --handler``, or Lambda's own
+    ``module.function``; the module may be dotted (``pkg.jobs:handle``). Lambda looks up one
+    attribute of the module, so ``module:obj.method`` is refused, as is anything else that is
+    not identifiers: ConfigError naming `field`."""
+    match = _HANDLER.match(spec) if isinstance(spec, str) else None
+    if match is None:
+        raise ConfigError(
+            f"{field} must look like module:function (or module.function), got {spec!r}",
+            field=field,
+        )
+    return f"{match['module']}.{match['func']}"
 
 
 def template_body() -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from asyncloop import ConsumerConfig, _cli
 from asyncloop._cli import main
+from asyncloop._deploy import DeployResult, DeploySpec
 from asyncloop._stats import Stats
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
@@ -274,3 +276,101 @@ def test_an_empty_run_says_no_messages_and_json_is_all_of_stdout(
     out = capsys.readouterr().out
     assert "no messages" in out
     assert "None" not in out
+
+
+@pytest.fixture
+def deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[DeploySpec]:
+    """Replace the build and the deploy (no pip, no AWS): each deploy records its spec."""
+    from asyncloop import _cli_deploy, _deploy
+    from asyncloop._package import PackageResult
+
+    specs: list[DeploySpec] = []
+    zip_path = tmp_path / "code.zip"
+
+    def fake_build(args: object, output: Path) -> PackageResult:
+        zip_path.write_bytes(b"PK")
+        return PackageResult(
+            path=zip_path,
+            architecture="arm64",
+            python_version="3.12",
+            size=2,
+            unzipped_size=0,
+            files=0,
+            sha256="0" * 64,
+            largest=(),
+        )
+
+    async def fake_deploy(spec: DeploySpec, aws: object, **kwargs: object) -> DeployResult:
+        specs.append(spec)
+        return DeployResult(
+            stack_name=spec.stack_name,
+            stack_id="stack-1",
+            action="created",
+            status="CREATE_COMPLETE",
+            outputs={"QueueUrl": URL},
+            code_bucket="b",
+            code_key="k",
+        )
+
+    monkeypatch.setattr(_cli_deploy, "_build", fake_build)
+    monkeypatch.setattr(_deploy, "deploy", fake_deploy)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    return specs
+
+
+DEPLOY = ["deploy", "--endpoint-url", "http://127.0.0.1:9", "--bucket", "code-bucket"]
+
+
+def test_deploy_json_is_all_of_stdout(
+    deployed: list[DeploySpec], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a deploy that builds its zip WHEN it reports with --json
+    assert main([*DEPLOY, "--json"]) == 0
+    out, err = capsys.readouterr()
+    # THEN stdout parses as exactly one JSON object; the build's description is on stderr
+    assert json.loads(out)["stack_name"] == "asyncloop"
+    assert "sha256" in err
+
+
+@pytest.mark.parametrize(
+    ("given", "handler"),
+    [
+        ("myapp.jobs:handle", "myapp.jobs.handle"),
+        ("worker:handle", "worker.handle"),
+        ("myapp.jobs.handle", "myapp.jobs.handle"),
+    ],
+)
+def test_deploy_worker_handler_takes_the_run_handler_form(
+    given: str, handler: str, deployed: list[DeploySpec]
+) -> None:
+    # GIVEN a worker named as `run --handler` names it (or as Lambda does)
+    # WHEN deployed THEN the stack gets Lambda's module.function
+    assert main([*DEPLOY, "--worker-handler", given]) == 0
+    assert [spec.parameters["WorkerHandler"] for spec in deployed] == [handler]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--worker-handler", "myworker"], "--worker-handler must look like module:function"),
+        (["--worker-handler", "jobs:Worker.handle"], "--worker-handler must look like"),
+        (["--worker-handler", "my-app:handle"], "--worker-handler must look like"),
+        (["--worker-handler", "jobs:"], "--worker-handler must look like"),
+        (["--parameter", "WorkerHandler=jobs"], "--parameter WorkerHandler must look like"),
+    ],
+)
+def test_deploy_refuses_a_malformed_worker_handler(
+    argv: list[str],
+    expected: str,
+    deployed: list[DeploySpec],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a worker handler Lambda could not load WHEN deploying
+    code = main([*DEPLOY, *argv])
+    # THEN exit 2 with one line, before anything was built or deployed
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"asyncloop: error: {expected}")
+    assert deployed == []
