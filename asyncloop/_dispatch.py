@@ -108,6 +108,14 @@ class CallableDispatcher:
 
     Sync callables share a `thread_limit` of worker threads (their own limit, not anyio's
     default one). Any exception the callable raises is a failure (`HandlerFailed`).
+
+    A dispatch cancelled while its thread runs (``shutdown_grace`` ran out, `Consumer.run`
+    was cancelled, the lease was lost) is abandoned: the cancellation goes on at once and
+    the message is not deleted (the consumer releases it), but the thread runs on until the
+    function returns, so its side effects may still happen and the message may run twice.
+    An abandoned thread gives back its `thread_limit` slot at once: while it runs, more than
+    `thread_limit` threads may exist, and a function that never returns leaks its thread,
+    never a slot, so later dispatches (and later runs) are not starved.
     """
 
     operation = None
@@ -128,7 +136,10 @@ class CallableDispatcher:
                 result = self.func(message)
                 await result
             else:
-                await anyio.to_thread.run_sync(self.func, message, limiter=self._limiter)
+                # Abandoned on cancel: a blocked function must not hold up a stop
+                await anyio.to_thread.run_sync(
+                    self.func, message, abandon_on_cancel=True, limiter=self._limiter
+                )
         except DispatchError:
             raise
         except Exception as exc:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from asyncloop import (
     CallableDispatcher,
     ConfigError,
+    Consumer,
+    ConsumerConfig,
     DispatchError,
     DispatchThrottled,
     HandlerFailed,
@@ -24,7 +29,7 @@ from asyncloop import (
 )
 from asyncloop._dispatch import load_handler
 from asyncloop._payload import build_payload, parse_seed_payload, queue_arn
-from asyncloop.testing import FakeLambda, FaultPlan
+from asyncloop.testing import FakeLambda, FakeQueue, FaultPlan
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 MakeMessage = Callable[..., Message]
@@ -182,3 +187,122 @@ def test_load_handler() -> None:
     for bad in ("os", ":x", "os:", "os:no_such_attr", "no_such_module_q:f", "os:sep"):
         with pytest.raises(ConfigError):
             load_handler(bad)
+
+
+# -- a sync handler that blocks: abandoned on cancel, its message released -----------------
+
+
+class Blocker:
+    """A sync handler that blocks on messages whose body is "block" until `gate` is set;
+    other messages it records in `done`. `finished` is set when a blocked call returns."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.gate = threading.Event()
+        self.finished = threading.Event()
+        self.done: list[str] = []
+
+    def __call__(self, message: Message) -> None:
+        if message.body != "block":
+            self.done.append(message.body)
+            return
+        self.started.set()
+        self.gate.wait()
+        self.finished.set()
+
+
+@pytest.fixture
+def blocker() -> Iterator[Blocker]:
+    """A `Blocker` whose events are all set at teardown, so a failing (or timed-out) test
+    never leaves a thread blocked for ever."""
+    handler = Blocker()
+    yield handler
+    handler.started.set()
+    handler.gate.set()
+
+
+def _one_blocking_message() -> tuple[FakeQueue, str]:
+    queue = FakeQueue(visibility_timeout=30)
+    return queue, queue.send("block")
+
+
+@pytest.mark.asyncio
+async def test_stop_abandons_a_blocked_sync_handler_after_the_grace(blocker: Blocker) -> None:
+    # GIVEN a sync handler blocked until the test lets it go, which it does only once run()
+    # returned (so a stop that waits for the thread hangs instead of passing)
+    queue, message_id = _one_blocking_message()
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(blocker),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=0.05),
+    )
+
+    async def stop_once_started() -> None:
+        await anyio.to_thread.run_sync(blocker.started.wait)
+        consumer.stop()
+
+    # WHEN stop() is called while the handler runs
+    async with anyio.create_task_group() as group:
+        group.start_soon(stop_once_started)
+        stats = await consumer.run()
+    # THEN run() returned with the thread still blocked, and the message is back in the
+    # queue, visible at once, not deleted
+    assert not blocker.finished.is_set()
+    assert (stats.succeeded, stats.deleted) == (0, 0)
+    assert queue.message_ids() == {message_id}
+    assert queue.visible_count == 1
+    # AND when the abandoned thread returns later, nothing deletes its message
+    blocker.gate.set()
+    await anyio.to_thread.run_sync(blocker.finished.wait)
+    await anyio.lowlevel.checkpoint()
+    assert queue.message_ids() == {message_id}
+
+
+@pytest.mark.asyncio
+async def test_cancelling_run_abandons_a_blocked_sync_handler(blocker: Blocker) -> None:
+    # GIVEN a blocked sync handler and a grace period far longer than the test
+    queue, message_id = _one_blocking_message()
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(blocker),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=3600.0),
+    )
+    # WHEN run() is cancelled while the handler runs (the CLI's second signal)
+    async with anyio.create_task_group() as group:
+        group.start_soon(consumer.run)
+        await anyio.to_thread.run_sync(blocker.started.wait)
+        group.cancel_scope.cancel()
+    # THEN run() ended with the thread still blocked, and the message was released
+    assert not blocker.finished.is_set()
+    assert consumer.stats.deleted == 0
+    assert queue.message_ids() == {message_id}
+    assert queue.visible_count == 1
+
+
+@pytest.mark.asyncio
+async def test_an_abandoned_thread_does_not_keep_its_thread_limit_slot(blocker: Blocker) -> None:
+    # GIVEN a dispatcher with one thread, whose thread was abandoned by a stopped run and is
+    # still blocked
+    dispatcher = CallableDispatcher(blocker, thread_limit=1)
+    queue, _ = _one_blocking_message()
+    first = Consumer(
+        queue=queue,
+        dispatcher=dispatcher,
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=0.0),
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(first.run)
+        await anyio.to_thread.run_sync(blocker.started.wait)
+        first.stop()
+    # WHEN the next run uses the same dispatcher
+    second_queue = FakeQueue()
+    second_queue.send("next")
+    stats = await Consumer(
+        queue=second_queue,
+        dispatcher=dispatcher,
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, until_empty=True),
+    ).run()
+    # THEN it runs its message (a leaked slot would starve it: the test would hang)
+    assert blocker.done == ["next"]
+    assert stats.deleted == 1
+    assert not blocker.finished.is_set()
