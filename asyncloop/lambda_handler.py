@@ -113,19 +113,6 @@ def _remaining(context: Any, default: float) -> float:
     return getter() / 1000.0 if callable(getter) else default
 
 
-async def _call(func: MessageFunc, message: Message, *, in_thread: bool) -> None:
-    import inspect
-
-    if in_thread:
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(func, message, abandon_on_cancel=True)
-        return
-    result = func(message)
-    if inspect.isawaitable(result):
-        await result
-
-
 def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler:
     """Wrap ``func(message)`` as the seed's worker function.
 
@@ -146,7 +133,9 @@ def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler
         from ._exceptions import HandlerFailed
         from ._payload import parse_seed_payload
         from ._types import Message
+        from ._user_call import UserCall
 
+        call = UserCall(func, in_thread=False)
         deleter = delete if delete is not None else _sqs_delete
         done: list[str] = []
         failed: list[str] = []
@@ -171,7 +160,7 @@ def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler
                 failed.append(message.message_id)
                 continue
             try:
-                await _call(func, message, in_thread=False)
+                await call(message)
             except Exception as exc:
                 log(
                     "worker_failed",
@@ -235,12 +224,9 @@ def sqs_batch_handler(
     _check_range("max_concurrency", max_concurrency, 1, 10_000)
     _check_range("start_margin", start_margin, 0.0, 900.0)
     _check_range("cancel_margin", cancel_margin, 0.0, start_margin)
-    import inspect
+    from ._user_call import UserCall
 
-    in_thread = not (
-        inspect.iscoroutinefunction(func)
-        or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
-    )
+    call = UserCall(func)
 
     async def handle(event: Mapping[str, Any], remaining: float) -> dict[str, Any]:
         from collections import deque
@@ -270,7 +256,7 @@ def sqs_batch_handler(
                     failed.update(lane[position:])
                     return
                 try:
-                    await _call(func, _message_of(records[index]), in_thread=in_thread)
+                    await call(_message_of(records[index]))
                 except anyio.get_cancelled_exc_class():
                     # Out of time: this record and the rest of its lane go back to SQS
                     failed.update(lane[position:])
