@@ -7,12 +7,10 @@ contract is simple: returned means done (delete), raised means leave it to SQS.
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from ._config import LambdaConfig, _check_range
 from ._exceptions import (
@@ -26,6 +24,7 @@ from ._exceptions import (
 from ._payload import build_payload, queue_arn
 from ._protocols import LambdaInvoker
 from ._types import Message
+from ._user_call import UserCall
 
 __all__ = ("CallableDispatcher", "LambdaDispatcher", "load_handler")
 
@@ -107,7 +106,11 @@ class CallableDispatcher:
     """Runs a Python callable per message: awaited if async, else in a worker thread.
 
     Sync callables share a `thread_limit` of worker threads (their own limit, not anyio's
-    default one). Any exception the callable raises is a failure (`HandlerFailed`).
+    default one). A sync callable that returns an awaitable (a `functools.wraps` wrapper or a
+    lambda around an async function) has it awaited on the event loop: the dispatch succeeds
+    only once the awaitable did. Any exception the callable (or its awaitable) raises is a
+    failure (`HandlerFailed`). The rules live in `asyncloop._user_call`, shared with the
+    Lambda entry points.
 
     A dispatch cancelled while its thread runs (``shutdown_grace`` ran out, `Consumer.run`
     was cancelled, the lease was lost) is abandoned: the cancellation goes on at once and
@@ -125,21 +128,13 @@ class CallableDispatcher:
             raise ConfigError(f"handler must be callable, got {func!r}", field="handler")
         _check_range("thread_limit", thread_limit, 1, 1024)
         self.func = func
-        self._is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-        )
-        self._limiter = anyio.CapacityLimiter(thread_limit)
+        self._start = UserCall(func, limiter=anyio.CapacityLimiter(thread_limit)).start
 
     async def dispatch(self, message: Message) -> None:
         try:
-            if self._is_async:
-                result = self.func(message)
-                await result
-            else:
-                # Abandoned on cancel: a blocked function must not hold up a stop
-                await anyio.to_thread.run_sync(
-                    self.func, message, abandon_on_cancel=True, limiter=self._limiter
-                )
+            pending = self._start(message)
+            if pending is not None:
+                await pending
         except DispatchError:
             raise
         except Exception as exc:

@@ -117,8 +117,9 @@ def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler
     """Wrap ``func(message)`` as the seed's worker function.
 
     The handler takes the seed payload (``{"Records": [{"sqs": {QueueUrl, MessageId,
-    ReceiptHandle, MD5OfBody, Body}}]}``), calls `func` with an `asyncloop.Message` per record
-    (awaited if it returns an awaitable), and deletes the message when `func` returned. When
+    ReceiptHandle, MD5OfBody, Body}}]}``), calls `func` with an `asyncloop.Message` per record,
+    on the event loop (a sync `func` is not moved to a thread: records run one at a time), awaits
+    what it returns if that is awaitable, and deletes the message when that is done. When
     `func` raises, or the body does not match its MD5, the message is left in SQS, which
     redelivers it until the redrive policy moves it to the DLQ, and the handler raises
     `HandlerFailed` once every record was tried. A delete that fails is reported in
@@ -212,11 +213,13 @@ def sqs_batch_handler(
     """Wrap ``func(message)`` for Lambda's SQS event source mapping (``ReportBatchItemFailures``).
 
     At most `max_concurrency` records run at once (async `func` as tasks, sync `func` in
-    threads). No record starts with less than `start_margin` seconds left in the invocation,
-    and records still running with `cancel_margin` left are cancelled; both are reported as
-    failures, so SQS redelivers them. On a FIFO queue each message group runs in order, one
-    record at a time, and after a record fails the rest of its group is reported failed
-    unstarted (running them would break the group's order). Returns
+    threads). A sync `func` that returns an awaitable has it awaited on the event loop, and
+    its record succeeds only once that is done. No record starts with less than `start_margin`
+    seconds left in the invocation, and records still running with `cancel_margin` left are
+    cancelled; both are reported as failures, so SQS redelivers them (a thread still running
+    is abandoned: its side effects may still happen). On a FIFO queue each message group runs
+    in order, one record at a time, and after a record fails the rest of its group is reported
+    failed unstarted (running them would break the group's order). Returns
     ``{"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}`` in record order.
     """
     from ._config import _check_range

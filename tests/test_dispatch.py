@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -177,6 +179,65 @@ async def test_callable_exception_becomes_handler_failed(make_message: MakeMessa
     with pytest.raises(HandlerFailed) as raised:
         await CallableDispatcher(fail).dispatch(make_message())
     assert isinstance(raised.value.__cause__, KeyError)
+
+
+# -- a sync handler that returns an awaitable: awaited, never dropped ----------------------
+
+
+def _sync_wrapper(func: Callable[[Message], Any]) -> Callable[[Message], Any]:
+    """A decorator as users write them: sync, `functools.wraps`, returns what `func` returns."""
+
+    @functools.wraps(func)
+    def wrapper(message: Message) -> Any:
+        return func(message)
+
+    return wrapper
+
+
+@pytest.mark.asyncio
+async def test_a_coroutine_returned_by_a_sync_handler_is_awaited(
+    make_message: MakeMessage,
+) -> None:
+    # GIVEN a lambda around an async function (sync to inspect, so it runs in a thread)
+    ran: list[str] = []
+
+    async def work(message: Message) -> None:
+        await anyio.lowlevel.checkpoint()
+        ran.append(message.message_id)
+
+    message = make_message()
+    dispatcher = CallableDispatcher(lambda m: work(m))
+    # WHEN a message is dispatched
+    await dispatcher.dispatch(message)
+    # THEN the async function's body ran before the dispatch returned
+    assert ran == [message.message_id]
+
+
+@pytest.mark.asyncio
+async def test_a_failing_coroutine_returned_by_a_sync_wrapper_leaves_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a functools.wraps wrapper around an async function that fails
+    @_sync_wrapper
+    async def work(message: Message) -> None:
+        raise RuntimeError("the work failed")
+
+    queue = FakeQueue(visibility_timeout=30)
+    message_id = queue.send("x")
+    caplog.set_level(logging.INFO, logger="asyncloop")
+    # WHEN the consumer runs it until the queue answers empty
+    stats = await Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(work),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, until_empty=True),
+    ).run()
+    # THEN the dispatch failed and the message is still in the queue (not deleted)
+    assert (stats.failed, stats.succeeded, stats.deleted) == (1, 0, 0)
+    assert queue.message_ids() == {message_id}
+    # AND the log says once how the handler is run (no body in it)
+    notes = [r for r in caplog.records if "returned an awaitable" in r.getMessage()]
+    assert len(notes) == 1
+    assert "work" in notes[0].getMessage()
 
 
 def test_load_handler() -> None:
