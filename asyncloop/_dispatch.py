@@ -6,7 +6,11 @@ contract is simple: returned means done (delete), raised means leave it to SQS.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +31,8 @@ from ._types import Message
 from ._user_call import UserCall
 
 __all__ = ("CallableDispatcher", "LambdaDispatcher", "load_handler")
+
+logger = logging.getLogger("asyncloop")
 
 # Lambda's invoke payload limits: 6 MB synchronous; 1 MB asynchronous (raised from 256 KB in
 # 2025; set event_payload_limit lower if your account or region still has the old one).
@@ -144,12 +150,22 @@ class CallableDispatcher:
 
 
 def load_handler(spec: str) -> Callable[[Message], Awaitable[None] | None]:
-    """Import ``module:function`` (dots allowed on both sides); ConfigError if it fails."""
+    """Import ``module:function`` (dots allowed on both sides); ConfigError if it fails.
+
+    The module is imported from `sys.path` as it is; if it is not found there, and the
+    current directory is not on `sys.path` (the ``asyncloop`` console script, unlike
+    ``python -m asyncloop``, does not put it there), the current directory is put first on
+    `sys.path` and the import tried again, so ``--handler mymod:func`` finds ``./mymod.py``
+    as ``python -m``, uvicorn and celery would. The directory stays on `sys.path` when the
+    module was found there (the handler's own imports of its neighbours need it); it is
+    taken off again when the import fails. Only when the module itself is missing: a module
+    that is found but fails on an import of its own is reported as it is.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"handler must look like module:function, got {spec!r}", field="handler")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import_handler_module(module_name)
     except ImportError as exc:
         raise ConfigError(
             f"handler module {module_name!r} cannot be imported: {exc}", field="handler"
@@ -164,3 +180,31 @@ def load_handler(spec: str) -> Callable[[Message], Awaitable[None] | None]:
     if not callable(target):
         raise ConfigError(f"handler {spec!r} is not callable", field="handler")
     return target  # type: ignore[no-any-return]
+
+
+def _import_handler_module(module_name: str) -> Any:
+    """`importlib.import_module`, retried with the current directory first on `sys.path`
+    when the module (or a package above it) is not found and that directory is not there."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not missing or not (module_name == missing or module_name.startswith(missing + ".")):
+            raise  # found, but one of its own imports is missing
+        cwd = os.getcwd()
+        if cwd in {os.path.abspath(entry or os.curdir) for entry in sys.path}:
+            raise
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+        try:
+            module = importlib.import_module(module_name)
+        except BaseException:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
+            raise
+        logger.info(
+            "handler module %s found in the current directory %s, which now leads sys.path",
+            module_name,
+            cwd,
+        )
+        return module

@@ -6,8 +6,12 @@ import base64
 import functools
 import json
 import logging
+import os
+import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -367,3 +371,77 @@ async def test_an_abandoned_thread_does_not_keep_its_thread_limit_slot(blocker: 
     assert blocker.done == ["next"]
     assert stats.deleted == 1
     assert not blocker.finished.is_set()
+
+
+# -- load_handler and the current directory ---------------------------------------------
+
+
+@pytest.fixture
+def cwd_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
+    """``cwd_module(source)``: write a module of that source in a fresh current directory
+    that is not on `sys.path` (as under the ``asyncloop`` console script) and return its
+    name. `sys.path` and `sys.modules` are restored after the test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys, "path", [p for p in sys.path if os.path.abspath(p or os.curdir) != str(tmp_path)]
+    )
+
+    def write(source: str) -> str:
+        name = f"handler_{uuid.uuid4().hex}"
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        return name
+
+    return write
+
+
+def test_load_handler_imports_a_module_from_the_current_directory(
+    cwd_module: Callable[[str], str],
+) -> None:
+    # GIVEN mymod.py in the current directory, which is not on sys.path
+    name = cwd_module("def handle(message):\n    return None\n")
+    # WHEN the handler is loaded as --handler mymod:handle
+    handler = load_handler(f"{name}:handle")
+    # THEN it is mymod's function, and the directory now leads sys.path (for its neighbours)
+    assert handler is sys.modules[name].handle
+    assert sys.path[0] == os.getcwd()
+
+
+def test_load_handler_imports_a_package_module_from_the_current_directory(
+    cwd_module: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the README's layout: myapp/jobs.py (a package) in the current directory
+    package = cwd_module("")
+    os.remove(f"{package}.py")
+    os.mkdir(package)
+    Path(package, "__init__.py").write_text("")
+    Path(package, "jobs.py").write_text("async def handle(message):\n    return None\n")
+    monkeypatch.delitem(sys.modules, f"{package}.jobs", raising=False)
+    # WHEN the handler is loaded as --handler myapp.jobs:handle
+    handler = load_handler(f"{package}.jobs:handle")
+    # THEN it is that function
+    assert handler is sys.modules[f"{package}.jobs"].handle
+
+
+def test_load_handler_leaves_sys_path_alone_when_the_module_is_nowhere(
+    cwd_module: Callable[[str], str],
+) -> None:
+    # GIVEN a current directory without the module
+    before = list(sys.path)
+    # WHEN loading it fails
+    with pytest.raises(ConfigError, match="no_such_module_q"):
+        load_handler("no_such_module_q:f")
+    # THEN sys.path is as it was
+    assert sys.path == before
+
+
+def test_load_handler_reports_a_missing_import_of_the_module_itself(
+    cwd_module: Callable[[str], str],
+) -> None:
+    # GIVEN a module in the current directory whose own import is missing
+    name = cwd_module("import no_such_dependency_q\n")
+    before = list(sys.path)
+    # WHEN it is loaded, THEN the error names the missing dependency, and sys.path is restored
+    with pytest.raises(ConfigError, match="no_such_dependency_q"):
+        load_handler(f"{name}:handle")
+    assert sys.path == before
