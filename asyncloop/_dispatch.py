@@ -6,13 +6,15 @@ contract is simple: returned means done (delete), raised means leave it to SQS.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import inspect
+import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from ._config import LambdaConfig, _check_range
 from ._exceptions import (
@@ -26,8 +28,11 @@ from ._exceptions import (
 from ._payload import build_payload, queue_arn
 from ._protocols import LambdaInvoker
 from ._types import Message
+from ._user_call import UserCall
 
 __all__ = ("CallableDispatcher", "LambdaDispatcher", "load_handler")
+
+logger = logging.getLogger("asyncloop")
 
 # Lambda's invoke payload limits: 6 MB synchronous; 1 MB asynchronous (raised from 256 KB in
 # 2025; set event_payload_limit lower if your account or region still has the old one).
@@ -107,7 +112,19 @@ class CallableDispatcher:
     """Runs a Python callable per message: awaited if async, else in a worker thread.
 
     Sync callables share a `thread_limit` of worker threads (their own limit, not anyio's
-    default one). Any exception the callable raises is a failure (`HandlerFailed`).
+    default one). A sync callable that returns an awaitable (a `functools.wraps` wrapper or a
+    lambda around an async function) has it awaited on the event loop: the dispatch succeeds
+    only once the awaitable did. Any exception the callable (or its awaitable) raises is a
+    failure (`HandlerFailed`). The rules live in `asyncloop._user_call`, shared with the
+    Lambda entry points.
+
+    A dispatch cancelled while its thread runs (``shutdown_grace`` ran out, `Consumer.run`
+    was cancelled, the lease was lost) is abandoned: the cancellation goes on at once and
+    the message is not deleted (the consumer releases it), but the thread runs on until the
+    function returns, so its side effects may still happen and the message may run twice.
+    An abandoned thread gives back its `thread_limit` slot at once: while it runs, more than
+    `thread_limit` threads may exist, and a function that never returns leaks its thread,
+    never a slot, so later dispatches (and later runs) are not starved.
     """
 
     operation = None
@@ -117,18 +134,13 @@ class CallableDispatcher:
             raise ConfigError(f"handler must be callable, got {func!r}", field="handler")
         _check_range("thread_limit", thread_limit, 1, 1024)
         self.func = func
-        self._is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-        )
-        self._limiter = anyio.CapacityLimiter(thread_limit)
+        self._start = UserCall(func, limiter=anyio.CapacityLimiter(thread_limit)).start
 
     async def dispatch(self, message: Message) -> None:
         try:
-            if self._is_async:
-                result = self.func(message)
-                await result
-            else:
-                await anyio.to_thread.run_sync(self.func, message, limiter=self._limiter)
+            pending = self._start(message)
+            if pending is not None:
+                await pending
         except DispatchError:
             raise
         except Exception as exc:
@@ -138,12 +150,22 @@ class CallableDispatcher:
 
 
 def load_handler(spec: str) -> Callable[[Message], Awaitable[None] | None]:
-    """Import ``module:function`` (dots allowed on both sides); ConfigError if it fails."""
+    """Import ``module:function`` (dots allowed on both sides); ConfigError if it fails.
+
+    The module is imported from `sys.path` as it is; if it is not found there, and the
+    current directory is not on `sys.path` (the ``asyncloop`` console script, unlike
+    ``python -m asyncloop``, does not put it there), the current directory is put first on
+    `sys.path` and the import tried again, so ``--handler mymod:func`` finds ``./mymod.py``
+    as ``python -m``, uvicorn and celery would. The directory stays on `sys.path` when the
+    module was found there (the handler's own imports of its neighbours need it); it is
+    taken off again when the import fails. Only when the module itself is missing: a module
+    that is found but fails on an import of its own is reported as it is.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"handler must look like module:function, got {spec!r}", field="handler")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import_handler_module(module_name)
     except ImportError as exc:
         raise ConfigError(
             f"handler module {module_name!r} cannot be imported: {exc}", field="handler"
@@ -158,3 +180,31 @@ def load_handler(spec: str) -> Callable[[Message], Awaitable[None] | None]:
     if not callable(target):
         raise ConfigError(f"handler {spec!r} is not callable", field="handler")
     return target  # type: ignore[no-any-return]
+
+
+def _import_handler_module(module_name: str) -> Any:
+    """`importlib.import_module`, retried with the current directory first on `sys.path`
+    when the module (or a package above it) is not found and that directory is not there."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not missing or not (module_name == missing or module_name.startswith(missing + ".")):
+            raise  # found, but one of its own imports is missing
+        cwd = os.getcwd()
+        if cwd in {os.path.abspath(entry or os.curdir) for entry in sys.path}:
+            raise
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
+        try:
+            module = importlib.import_module(module_name)
+        except BaseException:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
+            raise
+        logger.info(
+            "handler module %s found in the current directory %s, which now leads sys.path",
+            module_name,
+            cwd,
+        )
+        return module

@@ -113,25 +113,13 @@ def _remaining(context: Any, default: float) -> float:
     return getter() / 1000.0 if callable(getter) else default
 
 
-async def _call(func: MessageFunc, message: Message, *, in_thread: bool) -> None:
-    import inspect
-
-    if in_thread:
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(func, message, abandon_on_cancel=True)
-        return
-    result = func(message)
-    if inspect.isawaitable(result):
-        await result
-
-
 def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler:
     """Wrap ``func(message)`` as the seed's worker function.
 
     The handler takes the seed payload (``{"Records": [{"sqs": {QueueUrl, MessageId,
-    ReceiptHandle, MD5OfBody, Body}}]}``), calls `func` with an `asyncloop.Message` per record
-    (awaited if it returns an awaitable), and deletes the message when `func` returned. When
+    ReceiptHandle, MD5OfBody, Body}}]}``), calls `func` with an `asyncloop.Message` per record,
+    on the event loop (a sync `func` is not moved to a thread: records run one at a time), awaits
+    what it returns if that is awaitable, and deletes the message when that is done. When
     `func` raises, or the body does not match its MD5, the message is left in SQS, which
     redelivers it until the redrive policy moves it to the DLQ, and the handler raises
     `HandlerFailed` once every record was tried. A delete that fails is reported in
@@ -146,7 +134,9 @@ def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler
         from ._exceptions import HandlerFailed
         from ._payload import parse_seed_payload
         from ._types import Message
+        from ._user_call import UserCall
 
+        call = UserCall(func, in_thread=False)
         deleter = delete if delete is not None else _sqs_delete
         done: list[str] = []
         failed: list[str] = []
@@ -171,7 +161,7 @@ def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler
                 failed.append(message.message_id)
                 continue
             try:
-                await _call(func, message, in_thread=False)
+                await call(message)
             except Exception as exc:
                 log(
                     "worker_failed",
@@ -223,11 +213,13 @@ def sqs_batch_handler(
     """Wrap ``func(message)`` for Lambda's SQS event source mapping (``ReportBatchItemFailures``).
 
     At most `max_concurrency` records run at once (async `func` as tasks, sync `func` in
-    threads). No record starts with less than `start_margin` seconds left in the invocation,
-    and records still running with `cancel_margin` left are cancelled; both are reported as
-    failures, so SQS redelivers them. On a FIFO queue each message group runs in order, one
-    record at a time, and after a record fails the rest of its group is reported failed
-    unstarted (running them would break the group's order). Returns
+    threads). A sync `func` that returns an awaitable has it awaited on the event loop, and
+    its record succeeds only once that is done. No record starts with less than `start_margin`
+    seconds left in the invocation, and records still running with `cancel_margin` left are
+    cancelled; both are reported as failures, so SQS redelivers them (a thread still running
+    is abandoned: its side effects may still happen). On a FIFO queue each message group runs
+    in order, one record at a time, and after a record fails the rest of its group is reported
+    failed unstarted (running them would break the group's order). Returns
     ``{"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}`` in record order.
     """
     from ._config import _check_range
@@ -235,12 +227,9 @@ def sqs_batch_handler(
     _check_range("max_concurrency", max_concurrency, 1, 10_000)
     _check_range("start_margin", start_margin, 0.0, 900.0)
     _check_range("cancel_margin", cancel_margin, 0.0, start_margin)
-    import inspect
+    from ._user_call import UserCall
 
-    in_thread = not (
-        inspect.iscoroutinefunction(func)
-        or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
-    )
+    call = UserCall(func)
 
     async def handle(event: Mapping[str, Any], remaining: float) -> dict[str, Any]:
         from collections import deque
@@ -270,7 +259,7 @@ def sqs_batch_handler(
                     failed.update(lane[position:])
                     return
                 try:
-                    await _call(func, _message_of(records[index]), in_thread=in_thread)
+                    await call(_message_of(records[index]))
                 except anyio.get_cancelled_exc_class():
                     # Out of time: this record and the rest of its lane go back to SQS
                     failed.update(lane[position:])

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import logging
+import os
+import sys
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from asyncloop import (
     CallableDispatcher,
     ConfigError,
+    Consumer,
+    ConsumerConfig,
     DispatchError,
     DispatchThrottled,
     HandlerFailed,
@@ -24,7 +35,7 @@ from asyncloop import (
 )
 from asyncloop._dispatch import load_handler
 from asyncloop._payload import build_payload, parse_seed_payload, queue_arn
-from asyncloop.testing import FakeLambda, FaultPlan
+from asyncloop.testing import FakeLambda, FakeQueue, FaultPlan
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 MakeMessage = Callable[..., Message]
@@ -174,6 +185,65 @@ async def test_callable_exception_becomes_handler_failed(make_message: MakeMessa
     assert isinstance(raised.value.__cause__, KeyError)
 
 
+# -- a sync handler that returns an awaitable: awaited, never dropped ----------------------
+
+
+def _sync_wrapper(func: Callable[[Message], Any]) -> Callable[[Message], Any]:
+    """A decorator as users write them: sync, `functools.wraps`, returns what `func` returns."""
+
+    @functools.wraps(func)
+    def wrapper(message: Message) -> Any:
+        return func(message)
+
+    return wrapper
+
+
+@pytest.mark.asyncio
+async def test_a_coroutine_returned_by_a_sync_handler_is_awaited(
+    make_message: MakeMessage,
+) -> None:
+    # GIVEN a lambda around an async function (sync to inspect, so it runs in a thread)
+    ran: list[str] = []
+
+    async def work(message: Message) -> None:
+        await anyio.lowlevel.checkpoint()
+        ran.append(message.message_id)
+
+    message = make_message()
+    dispatcher = CallableDispatcher(lambda m: work(m))
+    # WHEN a message is dispatched
+    await dispatcher.dispatch(message)
+    # THEN the async function's body ran before the dispatch returned
+    assert ran == [message.message_id]
+
+
+@pytest.mark.asyncio
+async def test_a_failing_coroutine_returned_by_a_sync_wrapper_leaves_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a functools.wraps wrapper around an async function that fails
+    @_sync_wrapper
+    async def work(message: Message) -> None:
+        raise RuntimeError("the work failed")
+
+    queue = FakeQueue(visibility_timeout=30)
+    message_id = queue.send("x")
+    caplog.set_level(logging.INFO, logger="asyncloop")
+    # WHEN the consumer runs it until the queue answers empty
+    stats = await Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(work),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, until_empty=True),
+    ).run()
+    # THEN the dispatch failed and the message is still in the queue (not deleted)
+    assert (stats.failed, stats.succeeded, stats.deleted) == (1, 0, 0)
+    assert queue.message_ids() == {message_id}
+    # AND the log says once how the handler is run (no body in it)
+    notes = [r for r in caplog.records if "returned an awaitable" in r.getMessage()]
+    assert len(notes) == 1
+    assert "work" in notes[0].getMessage()
+
+
 def test_load_handler() -> None:
     import os
 
@@ -182,3 +252,196 @@ def test_load_handler() -> None:
     for bad in ("os", ":x", "os:", "os:no_such_attr", "no_such_module_q:f", "os:sep"):
         with pytest.raises(ConfigError):
             load_handler(bad)
+
+
+# -- a sync handler that blocks: abandoned on cancel, its message released -----------------
+
+
+class Blocker:
+    """A sync handler that blocks on messages whose body is "block" until `gate` is set;
+    other messages it records in `done`. `finished` is set when a blocked call returns."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.gate = threading.Event()
+        self.finished = threading.Event()
+        self.done: list[str] = []
+
+    def __call__(self, message: Message) -> None:
+        if message.body != "block":
+            self.done.append(message.body)
+            return
+        self.started.set()
+        self.gate.wait()
+        self.finished.set()
+
+
+@pytest.fixture
+def blocker() -> Iterator[Blocker]:
+    """A `Blocker` whose events are all set at teardown, so a failing (or timed-out) test
+    never leaves a thread blocked for ever."""
+    handler = Blocker()
+    yield handler
+    handler.started.set()
+    handler.gate.set()
+
+
+def _one_blocking_message() -> tuple[FakeQueue, str]:
+    queue = FakeQueue(visibility_timeout=30)
+    return queue, queue.send("block")
+
+
+@pytest.mark.asyncio
+async def test_stop_abandons_a_blocked_sync_handler_after_the_grace(blocker: Blocker) -> None:
+    # GIVEN a sync handler blocked until the test lets it go, which it does only once run()
+    # returned (so a stop that waits for the thread hangs instead of passing)
+    queue, message_id = _one_blocking_message()
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(blocker),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=0.05),
+    )
+
+    async def stop_once_started() -> None:
+        await anyio.to_thread.run_sync(blocker.started.wait)
+        consumer.stop()
+
+    # WHEN stop() is called while the handler runs
+    async with anyio.create_task_group() as group:
+        group.start_soon(stop_once_started)
+        stats = await consumer.run()
+    # THEN run() returned with the thread still blocked, and the message is back in the
+    # queue, visible at once, not deleted
+    assert not blocker.finished.is_set()
+    assert (stats.succeeded, stats.deleted) == (0, 0)
+    assert queue.message_ids() == {message_id}
+    assert queue.visible_count == 1
+    # AND when the abandoned thread returns later, nothing deletes its message
+    blocker.gate.set()
+    await anyio.to_thread.run_sync(blocker.finished.wait)
+    await anyio.lowlevel.checkpoint()
+    assert queue.message_ids() == {message_id}
+
+
+@pytest.mark.asyncio
+async def test_cancelling_run_abandons_a_blocked_sync_handler(blocker: Blocker) -> None:
+    # GIVEN a blocked sync handler and a grace period far longer than the test
+    queue, message_id = _one_blocking_message()
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(blocker),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=3600.0),
+    )
+    # WHEN run() is cancelled while the handler runs (the CLI's second signal)
+    async with anyio.create_task_group() as group:
+        group.start_soon(consumer.run)
+        await anyio.to_thread.run_sync(blocker.started.wait)
+        group.cancel_scope.cancel()
+    # THEN run() ended with the thread still blocked, and the message was released
+    assert not blocker.finished.is_set()
+    assert consumer.stats.deleted == 0
+    assert queue.message_ids() == {message_id}
+    assert queue.visible_count == 1
+
+
+@pytest.mark.asyncio
+async def test_an_abandoned_thread_does_not_keep_its_thread_limit_slot(blocker: Blocker) -> None:
+    # GIVEN a dispatcher with one thread, whose thread was abandoned by a stopped run and is
+    # still blocked
+    dispatcher = CallableDispatcher(blocker, thread_limit=1)
+    queue, _ = _one_blocking_message()
+    first = Consumer(
+        queue=queue,
+        dispatcher=dispatcher,
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=0.0),
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(first.run)
+        await anyio.to_thread.run_sync(blocker.started.wait)
+        first.stop()
+    # WHEN the next run uses the same dispatcher
+    second_queue = FakeQueue()
+    second_queue.send("next")
+    stats = await Consumer(
+        queue=second_queue,
+        dispatcher=dispatcher,
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, until_empty=True),
+    ).run()
+    # THEN it runs its message (a leaked slot would starve it: the test would hang)
+    assert blocker.done == ["next"]
+    assert stats.deleted == 1
+    assert not blocker.finished.is_set()
+
+
+# -- load_handler and the current directory ---------------------------------------------
+
+
+@pytest.fixture
+def cwd_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
+    """``cwd_module(source)``: write a module of that source in a fresh current directory
+    that is not on `sys.path` (as under the ``asyncloop`` console script) and return its
+    name. `sys.path` and `sys.modules` are restored after the test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys, "path", [p for p in sys.path if os.path.abspath(p or os.curdir) != str(tmp_path)]
+    )
+
+    def write(source: str) -> str:
+        name = f"handler_{uuid.uuid4().hex}"
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        return name
+
+    return write
+
+
+def test_load_handler_imports_a_module_from_the_current_directory(
+    cwd_module: Callable[[str], str],
+) -> None:
+    # GIVEN mymod.py in the current directory, which is not on sys.path
+    name = cwd_module("def handle(message):\n    return None\n")
+    # WHEN the handler is loaded as --handler mymod:handle
+    handler = load_handler(f"{name}:handle")
+    # THEN it is mymod's function, and the directory now leads sys.path (for its neighbours)
+    assert handler is sys.modules[name].handle
+    assert sys.path[0] == os.getcwd()
+
+
+def test_load_handler_imports_a_package_module_from_the_current_directory(
+    cwd_module: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the README's layout: myapp/jobs.py (a package) in the current directory
+    package = cwd_module("")
+    os.remove(f"{package}.py")
+    os.mkdir(package)
+    Path(package, "__init__.py").write_text("")
+    Path(package, "jobs.py").write_text("async def handle(message):\n    return None\n")
+    monkeypatch.delitem(sys.modules, f"{package}.jobs", raising=False)
+    # WHEN the handler is loaded as --handler myapp.jobs:handle
+    handler = load_handler(f"{package}.jobs:handle")
+    # THEN it is that function
+    assert handler is sys.modules[f"{package}.jobs"].handle
+
+
+def test_load_handler_leaves_sys_path_alone_when_the_module_is_nowhere(
+    cwd_module: Callable[[str], str],
+) -> None:
+    # GIVEN a current directory without the module
+    before = list(sys.path)
+    # WHEN loading it fails
+    with pytest.raises(ConfigError, match="no_such_module_q"):
+        load_handler("no_such_module_q:f")
+    # THEN sys.path is as it was
+    assert sys.path == before
+
+
+def test_load_handler_reports_a_missing_import_of_the_module_itself(
+    cwd_module: Callable[[str], str],
+) -> None:
+    # GIVEN a module in the current directory whose own import is missing
+    name = cwd_module("import no_such_dependency_q\n")
+    before = list(sys.path)
+    # WHEN it is loaded, THEN the error names the missing dependency, and sys.path is restored
+    with pytest.raises(ConfigError, match="no_such_dependency_q"):
+        load_handler(f"{name}:handle")
+    assert sys.path == before

@@ -126,6 +126,22 @@ def test_worker_leaves_the_message_and_raises_when_the_function_fails(
     assert deletes.calls == []
 
 
+def test_worker_awaits_a_coroutine_returned_by_a_sync_wrapper(
+    context: Callable[..., LambdaContext],
+) -> None:
+    # GIVEN a worker around a lambda whose async function fails
+    async def fail(message: Message) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise RuntimeError("boom")
+
+    deletes = Deletes()
+    handler = lh.worker(lambda m: fail(m), delete=deletes)
+    # WHEN it runs, THEN the failure counts and the message is not deleted
+    with pytest.raises(HandlerFailed, match="1 of 1 messages failed"):
+        handler(seed_payload("x", message_id="m-5"), context())
+    assert deletes.calls == []
+
+
 def test_worker_refuses_a_body_that_does_not_match_its_md5(
     context: Callable[..., LambdaContext],
 ) -> None:
@@ -224,6 +240,26 @@ def test_batch_reports_exactly_the_failed_records(context: Callable[..., LambdaC
     assert result == {
         "batchItemFailures": [{"itemIdentifier": "bad-1"}, {"itemIdentifier": "bad-2"}]
     }
+
+
+def test_batch_awaits_a_coroutine_returned_by_a_sync_function(
+    context: Callable[..., LambdaContext],
+) -> None:
+    # GIVEN a lambda around an async function that fails on one record and notes the others
+    ran: list[str] = []
+
+    async def work(message: Message) -> None:
+        await anyio.lowlevel.checkpoint()
+        if message.body == "bad":
+            raise ValueError("bad")
+        ran.append(message.body)
+
+    records = [sqs_record(b, message_id=b) for b in ("ok", "bad")]
+    # WHEN the batch runs
+    result = lh.sqs_batch_handler(lambda m: work(m))(sqs_event(records), context())
+    # THEN the coroutines ran, and the failed one is reported for redelivery
+    assert ran == ["ok"]
+    assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
 
 
 @pytest.mark.parametrize(
