@@ -10,6 +10,31 @@ DynamoDB layout (hash key ``loop_id``, string)::
     loop_id=<id>        generation N, put_generation N, heartbeat N, run_until N,
                         empty_generations N, state S ("live")
     loop_id=#control    enabled BOOL, live N
+
+At most one run per loop at any time
+------------------------------------
+A run *holds* its loop from its claim (or takeover) until it first tries to put the next
+token, or until ``run_until`` (its invocation's deadline) passes; it consumes only while it
+holds the loop. The protocol keeps one holder at a time because:
+
+1. A generation ``G`` is written once: a claim (token ``G - 1``) and a re-seed move the lease
+   from ``G - 1`` to ``G`` by a write conditional on ``G - 1``, and a takeover keeps ``G``;
+   nothing lowers it. So tokens of ``G`` come from one *issuer*: the run that claimed
+   ``G - 1`` (or a takeover of it), or the watchdog's re-seed.
+2. An issuer reserves ``G`` (``put_generation = G``) before any token of ``G`` can exist: a
+   run calls `mark_put` before its put, a re-seed reserves in its own write. Only the issuer
+   lowers it again (`release`), and only when none of its puts went out.
+3. A claim needs a token of ``G``, which the holder of ``G`` puts only as its holding ends.
+   A takeover (a copy of the token of ``G - 1``) needs ``put_generation < G`` (so no token of
+   ``G`` is out: by 2) and ``run_until < now`` (so the holder is dead). A re-seed needs
+   ``run_until < now`` too, and holds nothing.
+
+So while a run holds ``G`` no token of ``G`` is out and ``run_until`` is ahead: neither a
+claim nor a takeover can start a second run. In particular a late copy of a re-seeded
+loop's old token finds ``G`` reserved and exits stale, instead of running beside the
+re-seed's token. The protocol assumes a put reported failed did not land (a Kinesis
+``PutRecord`` that timed out after writing would break 2); the platform's cap on the loop
+function's concurrency (the template) is the backstop beneath it.
 """
 
 from __future__ import annotations
@@ -51,12 +76,15 @@ class LeaseStore(Protocol):
         ...
 
     async def mark_put(self, token: LoopToken, *, empty_generations: int | None = None) -> None:
-        """Record that `token` is on the stream (and the idle count the run measured)."""
+        """Reserve `token`'s generation (``put_generation``) before `token` is put, if the
+        lease is still at it, with the idle count the run measured. After this no copy of
+        the previous token can take the generation over."""
         ...
 
     async def release(self, loop_id: str, generation: int) -> None:
-        """The run that advanced `loop_id` to `generation` failed before re-putting: let its
-        retry take over at once instead of waiting for its deadline."""
+        """The run that advanced `loop_id` to `generation` has no token out (every put
+        failed, or it failed before putting): undo its reservation and let its retry take
+        over at once instead of waiting for its deadline. Only that run may call it."""
         ...
 
     async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
@@ -70,8 +98,9 @@ class LeaseStore(Protocol):
         ...
 
     async def reseed(self, item: LeaseItem, *, now: float) -> LoopToken | None:
-        """Fence off `item`'s lost token by bumping its generation, if the lease is unchanged
-        since `item` was read; the replacement token, or None."""
+        """Fence off `item`'s lost token by bumping its generation and reserving the new one
+        in the same write, if the lease is unchanged since `item` was read; the replacement
+        token, or None."""
         ...
 
     async def list_leases(self) -> list[LeaseItem]:
@@ -119,8 +148,8 @@ class InMemoryLeaseStore:
 
     async def release(self, loop_id: str, generation: int) -> None:
         item = self.leases.get(loop_id)
-        if item is not None and item.generation == generation and item.put_generation < generation:
-            self.leases[loop_id] = replace(item, run_until=0.0)
+        if item is not None and item.generation == generation:
+            self.leases[loop_id] = replace(item, run_until=0.0, put_generation=generation - 1)
 
     async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
         if not self.enabled or self.live >= max_loops or loop_id in self.leases:
@@ -144,7 +173,11 @@ class InMemoryLeaseStore:
         if current != item:
             return None
         self.leases[item.loop_id] = replace(
-            item, generation=item.generation + 1, heartbeat=now, run_until=0.0
+            item,
+            generation=item.generation + 1,
+            put_generation=item.generation + 1,
+            heartbeat=now,
+            run_until=0.0,
         )
         return LoopToken(item.loop_id, item.generation + 1)
 
@@ -325,9 +358,13 @@ class DynamoLeaseStore:
             "update_item",
             TableName=self.table,
             Key={"loop_id": {"S": loop_id}},
-            UpdateExpression="SET run_until = :zero",
-            ConditionExpression="generation = :gen AND put_generation < :gen",
-            ExpressionAttributeValues={":gen": _n(generation), ":zero": _n(0)},
+            UpdateExpression="SET run_until = :zero, put_generation = :before",
+            ConditionExpression="generation = :gen",
+            ExpressionAttributeValues={
+                ":gen": _n(generation),
+                ":zero": _n(0),
+                ":before": _n(generation - 1),
+            },
         )
 
     async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
@@ -396,7 +433,10 @@ class DynamoLeaseStore:
             "update_item",
             TableName=self.table,
             Key={"loop_id": {"S": item.loop_id}},
-            UpdateExpression="SET generation = :next, heartbeat = :now, run_until = :zero",
+            UpdateExpression=(
+                "SET generation = :next, put_generation = :next, heartbeat = :now,"
+                " run_until = :zero"
+            ),
             ConditionExpression="generation = :gen AND heartbeat = :hb AND run_until = :until",
             ExpressionAttributeValues={
                 ":gen": _n(item.generation),

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ._config import AwsConfig, ConsumerConfig, LambdaConfig, validate_queue_url
 from ._emf import NAMESPACE, Writer, _stdout, emit_metrics, log
@@ -49,6 +49,8 @@ __all__ = (
     "run_token",
     "run_watchdog",
 )
+
+_T = TypeVar("_T")
 
 COUNTERS = ("received", "succeeded", "failed", "deleted", "released")
 
@@ -137,7 +139,12 @@ async def put_token(rt: LoopRuntime, token: LoopToken) -> bool:
 
 
 async def run_token(rt: LoopRuntime, token: LoopToken, *, remaining: float) -> RunOutcome:
-    """One loop run for `token` with `remaining` seconds before the invocation is killed."""
+    """One loop run for `token` with `remaining` seconds before the invocation is killed.
+
+    The run reports a failure (``put_failed``, or an exception) only when its next token is
+    certainly not on the stream, so that the retry of `token` may take over; once the token
+    is out, a failing lease write after it is logged (``lease_write_failed``), not raised.
+    """
     now = rt.clock()
     control = await rt.lease.get_control()
     if not control.enabled:
@@ -152,27 +159,47 @@ async def run_token(rt: LoopRuntime, token: LoopToken, *, remaining: float) -> R
     if outcome not in ("claimed", "takeover") or before is None:
         return _finish(rt, RunOutcome(token.loop_id, token.generation, outcome))
     following = LoopToken(token.loop_id, token.generation + 1)
+    run = RunOutcome(token.loop_id, token.generation, "ran", claim=outcome)
     try:
-        return await _after_claim(
-            rt, token, following, before.empty_generations, control.live, remaining, outcome
+        decision = await _consume_and_decide(
+            rt, run, following, before.empty_generations, control.live, remaining
         )
     except Exception:
-        # Let this token's retry take over at once: nothing was put (release checks that)
+        # Let this token's retry take over at once: nothing was put
         await _quietly(rt.lease.release(token.loop_id, following.generation))
         raise
+    if decision is None:
+        return _finish(rt, run)
+    if not await put_token(rt, following):
+        await rt.lease.release(token.loop_id, following.generation)
+        run.action = "put_failed"
+        return _finish(rt, run)
+    run.tokens = 1
+    # The loop goes on: nothing after this put may report the run failed (its retry would
+    # only exit stale), so the scale-out is best effort.
+    if decision.tokens == 2:
+        spawned = await _after_put(
+            rt,
+            token,
+            "spawn",
+            rt.lease.spawn(rt.new_loop_id(), now=rt.clock(), max_loops=rt.policy.max_loops),
+        )
+        # A spawn whose put fails is a live lease without a token: the watchdog re-seeds it
+        if spawned is not None and await _seed(rt, spawned, token):
+            run.tokens, run.spawned = 2, spawned.loop_id
+    return _finish(rt, run)
 
 
-async def _after_claim(
+async def _consume_and_decide(
     rt: LoopRuntime,
-    token: LoopToken,
+    run: RunOutcome,
     following: LoopToken,
     empty_before: int,
     live: int,
     remaining: float,
-    claim: str,
-) -> RunOutcome:
+) -> Decision | None:
+    """Consume, decide, and either end the loop (None) or reserve `following`."""
     policy = rt.policy
-    run = RunOutcome(token.loop_id, token.generation, "ran", claim=claim)
     run_for = remaining - rt.margin
     if policy.run_seconds is not None:
         run_for = min(run_for, policy.run_seconds)
@@ -185,7 +212,7 @@ async def _after_claim(
                 "consume_failed",
                 level="ERROR",
                 write=rt.write,
-                loop_id=token.loop_id,
+                loop_id=run.loop_id,
                 error=type(exc).__name__,
                 detail=str(exc),
             )
@@ -194,7 +221,7 @@ async def _after_claim(
             "no_time_to_consume",
             level="WARNING",
             write=rt.write,
-            loop_id=token.loop_id,
+            loop_id=run.loop_id,
             remaining=remaining,
             margin=rt.margin,
         )
@@ -209,24 +236,50 @@ async def _after_claim(
         enabled=True, backlog=run.backlog, live_loops=live, empty_generations=empty, policy=policy
     )
     if decision.tokens == 0:
-        if await rt.lease.end(token.loop_id, following.generation, floor=policy.min_loops):
+        if await rt.lease.end(run.loop_id, following.generation, floor=policy.min_loops):
             run.action, run.reason = "ended", decision.reason
-            return _finish(rt, run)
+            return None
         decision = Decision(1, "at_min_loops")
     run.reason = decision.reason
-    if not await put_token(rt, following):
-        await rt.lease.release(token.loop_id, following.generation)
-        run.action = "put_failed"
-        return _finish(rt, run)
-    run.tokens = 1
+    # Reserve the generation before its token can exist (the invariant in `_lease`): from
+    # here on no copy of the run's token can take this generation over.
     await rt.lease.mark_put(following, empty_generations=empty)
-    if decision.tokens == 2:
-        spawned = await rt.lease.spawn(rt.new_loop_id(), now=rt.clock(), max_loops=policy.max_loops)
-        # A spawn whose put fails is a live lease without a token: the watchdog re-seeds it
-        if spawned is not None and await put_token(rt, spawned):
-            await rt.lease.mark_put(spawned)
-            run.tokens, run.spawned = 2, spawned.loop_id
-    return _finish(rt, run)
+    return decision
+
+
+async def _after_put(
+    rt: LoopRuntime, token: LoopToken, what: str, call: Awaitable[_T]
+) -> _T | None:
+    """`call`'s answer, or None (logged) when the lease store failed: a write after the loop's
+    own token went out is not the run's failure."""
+    try:
+        return await call
+    except AwsError as exc:
+        _lease_write_failed(rt, token, what, exc)
+        return None
+
+
+def _lease_write_failed(rt: LoopRuntime, token: LoopToken, what: str, exc: AwsError) -> None:
+    log(
+        "lease_write_failed",
+        level="WARNING",
+        write=rt.write,
+        loop_id=token.loop_id,
+        generation=token.generation,
+        operation=what,
+        code=exc.code,
+    )
+
+
+async def _seed(rt: LoopRuntime, token: LoopToken, by: LoopToken) -> bool:
+    """Reserve and put a new loop's first token; whether it went. A loop whose reservation or
+    put failed is a live lease without a token: the watchdog re-seeds it."""
+    try:
+        await rt.lease.mark_put(token)
+    except AwsError as exc:
+        _lease_write_failed(rt, by, "mark_put", exc)
+        return False
+    return await put_token(rt, token)
 
 
 async def _quietly(call: Awaitable[object]) -> None:
@@ -274,11 +327,11 @@ async def run_watchdog(rt: LoopRuntime) -> WatchdogReport:
             if await rt.lease.end(item.loop_id, item.generation, floor=0):
                 report.ended.append(item.loop_id)
             continue
+        # The re-seed reserves its generation in the same write (see `_lease`)
         token = await rt.lease.reseed(item, now=now)
         if token is None:
             continue
         if await put_token(rt, token):
-            await rt.lease.mark_put(token)
             report.reseeded.append(token.loop_id)
         else:
             report.put_failed += 1
@@ -289,9 +342,7 @@ async def run_watchdog(rt: LoopRuntime) -> WatchdogReport:
             break
         live += 1
         report.spawned.append(token.loop_id)
-        if await put_token(rt, token):
-            await rt.lease.mark_put(token)
-        else:
+        if not await _seed(rt, token, token):
             report.put_failed += 1
     report.live = live
     if rt.metrics:
@@ -316,8 +367,7 @@ async def start_loops(rt: LoopRuntime, loops: int) -> list[str]:
         )
         if token is None:
             break
-        if await put_token(rt, token):
-            await rt.lease.mark_put(token)
+        await _seed(rt, token, token)
         started.append(token.loop_id)
     return started
 
@@ -461,24 +511,45 @@ async def build_aws_runtime(settings: LoopSettings, stack: AsyncExitStack) -> Lo
 RuntimeFactory = Callable[[LoopSettings, AsyncExitStack], Awaitable[LoopRuntime]]
 
 
-def kinesis_records(event: Mapping[str, Any]) -> list[tuple[str | None, LoopToken | None]]:
-    """``(sequence number, token)`` per record of a Kinesis event; a direct invoke carrying a
-    token is one record without a sequence number."""
+class TokenRecord(NamedTuple):
+    """One record of a loop event: its sequence number, its token, or why it has none."""
+
+    sequence: str | None
+    token: LoopToken | None
+    problem: str = ""
+    """Empty for a token; else what was wrong (``not_a_record``, ``data_not_base64``...)."""
+
+
+def kinesis_records(event: object) -> list[TokenRecord]:
+    """One `TokenRecord` per record of a Kinesis event; a direct invoke carrying a token is one
+    record without a sequence number. Never raises: whatever the event holds, a record that
+    carries no token comes back with its `problem` named, to be skipped (a stray record must
+    not fail the invocation and block its lane)."""
+    if not isinstance(event, Mapping):
+        return [TokenRecord(None, None, "event_not_an_object")]
     records = event.get("Records")
     if not isinstance(records, list):
-        return [(None, parse_token(event))]
-    out: list[tuple[str | None, LoopToken | None]] = []
-    for record in records:
-        kinesis = record.get("kinesis") if isinstance(record, Mapping) else None
-        if not isinstance(kinesis, Mapping):
-            out.append((None, None))
-            continue
-        try:
-            data = base64.b64decode(kinesis.get("data", ""), validate=True)
-        except ValueError:
-            data = b""
-        out.append((kinesis.get("sequenceNumber"), parse_token(data)))
-    return out
+        token = parse_token(event)
+        return [TokenRecord(None, token, "" if token else "not_a_token")]
+    return [_kinesis_record(record) for record in records]
+
+
+def _kinesis_record(record: object) -> TokenRecord:
+    kinesis = record.get("kinesis") if isinstance(record, Mapping) else None
+    if not isinstance(kinesis, Mapping):
+        return TokenRecord(None, None, "not_a_kinesis_record")
+    sequence = kinesis.get("sequenceNumber")
+    # Only a string names the record in batchItemFailures; anything else names no record
+    sequence = sequence if isinstance(sequence, str) and sequence else None
+    data = kinesis.get("data")
+    if not isinstance(data, str):
+        return TokenRecord(sequence, None, "data_not_a_string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        return TokenRecord(sequence, None, "data_not_base64")
+    token = parse_token(raw)
+    return TokenRecord(sequence, token, "" if token else "not_a_token")
 
 
 def remaining_seconds(context: Any, default: float = 60.0) -> float:
@@ -518,17 +589,20 @@ class LoopApp:
             self._stack = stack
         return self._runtime
 
-    def loop_handler(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    def loop_handler(self, event: object, context: Any) -> dict[str, Any]:
+        """Run the event's tokens. Records without a token (and an event that is not an
+        object) are skipped, logged as ``invalid_token`` with their `problem` and counted in
+        the answer's ``invalid``."""
         return self._runner.run(self._loop(event, remaining_seconds(context)))
 
     def watchdog_handler(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         return self._runner.run(self._watchdog())
 
-    async def _loop(self, event: Mapping[str, Any], remaining: float) -> dict[str, Any]:
+    async def _loop(self, event: object, remaining: float) -> dict[str, Any]:
         import anyio
 
         rt = await self.runtime()
-        if event.get("action") == "start":
+        if isinstance(event, Mapping) and event.get("action") == "start":
             loops = event.get("loops", rt.policy.min_loops)
             if isinstance(loops, bool) or not isinstance(loops, int) or loops < 0:
                 raise ConfigError(f"loops must be a non-negative int, got {loops!r}", field="loops")
@@ -537,9 +611,19 @@ class LoopApp:
         failures: list[dict[str, str]] = []
         outcomes: list[RunOutcome | None] = [None] * len(records)
 
+        invalid = 0
+
         async def one(index: int, sequence: str | None, token: LoopToken | None) -> None:
             if token is None:
-                log("invalid_token", level="WARNING", write=rt.write, sequence_number=sequence)
+                nonlocal invalid
+                invalid += 1
+                log(
+                    "invalid_token",
+                    level="WARNING",
+                    write=rt.write,
+                    sequence_number=sequence,
+                    problem=records[index].problem,
+                )
                 return
             try:
                 outcomes[index] = await run_token(rt, token, remaining=remaining)
@@ -567,13 +651,13 @@ class LoopApp:
 
         if len(records) == 1:
             # BatchSize 1, the design: errors reach Lambda as themselves, not in a group
-            await one(0, *records[0])
+            await one(0, records[0].sequence, records[0].token)
         else:
             # A larger batch runs its tokens side by side, each with the whole invocation's
             # time, rather than one after another.
             async with anyio.create_task_group() as group:
-                for index, (sequence, token) in enumerate(records):
-                    group.start_soon(one, index, sequence, token)
+                for index, record in enumerate(records):
+                    group.start_soon(one, index, record.sequence, record.token)
         if failures and len(failures) == len(records):
             # Without ReportBatchItemFailures on the mapping a returned list would be ignored:
             # a batch that failed whole raises, which the mapping retries either way.
@@ -584,6 +668,7 @@ class LoopApp:
         return {
             "batchItemFailures": sorted(failures, key=_sequence_key),
             "runs": [dataclasses.asdict(o) for o in outcomes if o is not None],
+            "invalid": invalid,
         }
 
     async def _watchdog(self) -> dict[str, Any]:

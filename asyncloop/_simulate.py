@@ -8,9 +8,11 @@ simulated sleep suspends it until the virtual time comes, so runs overlap as the
 Injected faults, each at its own rate: the invocation crashes right after its re-put (the
 mapping retries the record), crashes before it, a record is delivered twice, a put attempt
 fails, a put is accepted and lost, an invocation is throttled (delivered late), a watchdog
-tick is missed. The observer checks invariants as it goes (no two runs of one loop at once,
-live loops within bounds, the live count equal to the leases, each generation run once, no
-loop silent for longer than the watchdog allows, the kill switch ending every loop).
+tick is missed, a re-seed meets a late copy of the token it replaces (a stuck record arriving
+while the re-seed's put is under way: each put takes `put_latency`). The observer checks
+invariants as it goes (no two consumers of one loop at once, live loops within bounds, the
+live count equal to the leases, each generation run once, no loop silent for longer than the
+watchdog allows, the kill switch ending every loop).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class SimConfig:
     ack_flush_timeout: float = 5.0
     stream_latency: float = 0.3
     """Seconds from put to the next invocation."""
+    put_latency: float = 0.02
+    """Seconds a put call takes (the watchdog's re-seed is exposed to a late copy meanwhile)."""
     watchdog_period: float = 60.0
     esm_retries: int = 3
     """The mapping's MaximumRetryAttempts: a record failing more often is dropped."""
@@ -80,6 +84,8 @@ class SimConfig:
     lost_put: float = 1e-5
     throttle: float = 1e-3
     watchdog_miss: float = 1e-2
+    late_copy: float = 0.5
+    """Of the re-seeds' puts: a copy of the old token arrives as the put starts."""
     stream_outages_per_day: float = 0.02
     """Periods when every put fails (Poisson), each `stream_outage` seconds long."""
     stream_outage: float = 600.0
@@ -99,6 +105,9 @@ class SimReport:
     ended_killed: int = 0
     spawned: int = 0
     reseeded: int = 0
+    reseed_races: int = 0
+    """Late copies of a re-seeded loop's old token that reached the lease before the re-seed's
+    token ran (each must exit stale)."""
     put_failed_runs: int = 0
     dropped_records: int = 0
     messages: int = 0
@@ -167,8 +176,17 @@ class _Observed(InMemoryLeaseStore):
         self, token: LoopToken, *, now: float, run_until: float
     ) -> tuple[ClaimOutcome, LeaseItem | None]:
         outcome, item = await super().claim(token, now=now, run_until=run_until)
+        reseeded = self._sim.reseeded_generation.get(token.loop_id)
+        if item is not None and item.generation == reseeded == token.generation + 1:
+            self._sim.report.reseed_races += 1
         self._sim.claimed(token, outcome)
         return outcome, item
+
+    async def reseed(self, item: LeaseItem, *, now: float) -> LoopToken | None:
+        token = await super().reseed(item, now=now)
+        if token is not None:
+            self._sim.reseeded_generation[token.loop_id] = token.generation
+        return token
 
 
 class _Sim:
@@ -190,10 +208,12 @@ class _Sim:
                 "throttle",
                 "watchdog_miss",
                 "stream_outage",
+                "late_copy",
             ),
             0,
         )
         self.violations: dict[str, int] = {}
+        self.reseeded_generation: dict[str, int] = {}
         self.store = _Observed(self)
         self.enabled_since: float | None = None
         self.killed_at: float | None = None
@@ -370,6 +390,8 @@ class _Sim:
         self.backlog -= taken
         self.report.messages += taken
         await _Sleep(run_for)
+        # One consumer per loop is the invariant: a run's consuming ends here
+        self.end_active(task)
         return {"received": taken, "succeeded": taken, "deleted": taken}
 
     # -- invariants --------------------------------------------------------------------------
@@ -559,6 +581,10 @@ class _SimSink:
         in_loop = sim.current is not None and sim.current.kind == "loop"
         if in_loop and sim.fault("crash_before_put", sim.cfg.crash_before_put):
             await _Crash()
+        re_seed = sim.current is not None and sim.current.kind == "watchdog" and token.generation
+        if re_seed and sim.fault("late_copy", sim.cfg.late_copy):
+            sim.deliver(LoopToken(token.loop_id, token.generation - 1), 0.0)
+        await _Sleep(sim.cfg.put_latency)
         if sim.stream_down() or sim.fault("put_failure", sim.cfg.put_failure):
             raise TransportError("simulated put failure", operation="PutRecord", retryable=True)
         if not sim.fault("lost_put", sim.cfg.lost_put):

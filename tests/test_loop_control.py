@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from asyncloop import ConfigError, TransportError
 from asyncloop._emf import emf_record, log
-from asyncloop._lease import Control, InMemoryLeaseStore
+from asyncloop._lease import Control, DynamoDBLeaseError, InMemoryLeaseStore
 from asyncloop._loop_control import (
     CONTROL_ID,
     LeaseItem,
@@ -499,3 +499,99 @@ def test_logs_never_carry_bodies_or_receipt_handles() -> None:
     assert "SECRET" not in lines[0]
     assert "RH" not in lines[0]
     assert json.loads(lines[0])["message_id"] == "m"
+
+
+# -- correctness on a bad day ---------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_late_copy_of_the_old_token_racing_a_re_seed_exits_stale(
+    harness: Harness,
+) -> None:
+    # GIVEN a loop whose token for generation 0 is stuck, silent past the heartbeat limit
+    token = await started(harness)
+    rt = harness.runtime()
+    harness.now += harness.policy.heartbeat_limit + 1
+    late: list[str] = []
+    put = rt.sink.put
+
+    class Racing:
+        async def put(self, new: LoopToken) -> None:
+            # WHEN the stuck copy arrives while the watchdog's re-seed is being put
+            if not late:
+                late.append("arrived")
+                late.append((await run_token(rt, token, remaining=60.0)).action)
+            await put(new)
+
+    rt.sink = Racing()
+    report = await run_watchdog(rt)
+    # THEN the copy exits stale: the re-seed reserved its generation
+    assert report.reseeded == [token.loop_id]
+    assert late == ["arrived", "stale"]
+    assert harness.consumed == []
+    # AND the re-seed's token is the one run of the loop
+    assert harness.put == [LoopToken(token.loop_id, 1)]
+    assert (await run_token(rt, LoopToken(token.loop_id, 1), remaining=60.0)).action == "ran"
+    assert len(harness.consumed) == 1
+
+
+class ThrottledStore(InMemoryLeaseStore):
+    """The in-memory store whose named writes are throttled."""
+
+    def __init__(self, *throttled: str) -> None:
+        super().__init__()
+        self.throttled = set(throttled)
+
+    def _check(self, operation: str) -> None:
+        if operation in self.throttled:
+            raise DynamoDBLeaseError(
+                f"{operation} throttled",
+                operation=operation,
+                code="ThrottlingException",
+                retryable=True,
+                throttled=True,
+            )
+
+    async def mark_put(self, token: LoopToken, *, empty_generations: int | None = None) -> None:
+        self._check("mark_put")
+        await super().mark_put(token, empty_generations=empty_generations)
+
+    async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
+        self._check("spawn")
+        return await super().spawn(loop_id, now=now, max_loops=max_loops)
+
+
+@pytest.mark.asyncio
+async def test_a_throttled_lease_write_after_the_put_does_not_fail_the_run() -> None:
+    # GIVEN a loop with a backlog to scale out for, and a lease table throttling spawns
+    harness = Harness(store=ThrottledStore())
+    token = await started(harness)
+    harness.backlog = 10_000
+    assert isinstance(harness.store, ThrottledStore)
+    harness.store.throttled.add("spawn")
+    # WHEN the run has put its next token and its spawn is throttled
+    outcome = await run_token(harness.runtime(), token, remaining=60.0)
+    # THEN the run re-triggered and says so (its retry would only exit stale)
+    assert (outcome.action, outcome.tokens) == ("ran", 1)
+    assert harness.put == [LoopToken(token.loop_id, 1)]
+    warned = [json.loads(line) for line in harness.lines if "lease_write_failed" in line]
+    assert [(w["operation"], w["code"]) for w in warned] == [("spawn", "ThrottlingException")]
+
+
+@pytest.mark.asyncio
+async def test_a_run_reports_failure_only_when_its_next_token_is_not_out() -> None:
+    # GIVEN a loop whose lease table throttles the write that records the next token
+    harness = Harness(store=ThrottledStore())
+    token = await started(harness)
+    assert isinstance(harness.store, ThrottledStore)
+    harness.store.throttled.add("mark_put")
+    rt = harness.runtime()
+    # WHEN the run fails on that write
+    with pytest.raises(DynamoDBLeaseError):
+        await run_token(rt, token, remaining=60.0)
+    # THEN nothing was put, so the retry the failure causes is the loop's only token
+    assert harness.put == []
+    harness.store.throttled.clear()
+    retry = await run_token(rt, token, remaining=60.0)
+    assert (retry.action, retry.claim) == ("ran", "takeover")
+    assert harness.put == [LoopToken(token.loop_id, 1)]

@@ -152,3 +152,35 @@ def test_cli_start_rejects_more_loops_than_the_cap(capsys: pytest.CaptureFixture
     assert capsys.readouterr().err == (
         "asyncloop: error: --loops must be in 0..--max-loops (2), got 5\n"
     )
+
+
+def test_the_storm_races_re_seeds_with_late_copies_and_each_copy_exits_stale(
+    stormy: SimReport,
+) -> None:
+    # GIVEN the storm, where a re-seed's put meets a late copy of the token it replaces
+    # THEN that interleaving happened, and no copy ran beside the re-seed's token
+    assert stormy.faults["late_copy"] > 0
+    assert stormy.reseed_races > 0
+    assert stormy.invariants["one_run_per_loop"]
+
+
+def test_a_re_seed_that_does_not_reserve_its_generation_is_caught_running_two_consumers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a re-seed that bumps the generation but leaves put_generation below it (main's)
+    async def unreserved(
+        self: asyncloop._lease.InMemoryLeaseStore, item: LeaseItem, *, now: float
+    ) -> LoopToken | None:
+        if self.leases.get(item.loop_id) != item:
+            return None
+        self.leases[item.loop_id] = replace(
+            item, generation=item.generation + 1, heartbeat=now, run_until=0.0
+        )
+        return LoopToken(item.loop_id, item.generation + 1)
+
+    monkeypatch.setattr(asyncloop._lease.InMemoryLeaseStore, "reseed", unreserved)
+    # WHEN re-seeds meet late copies of the old tokens
+    report = simulate(replace(STORMY, days=0.5, kill_at=None))
+    # THEN a copy takes the generation over beside the re-seed's token, and it is caught
+    assert report.reseed_races > 0
+    assert not report.invariants["one_run_per_loop"]

@@ -551,3 +551,26 @@ def test_template_ships_in_the_package() -> None:
     assert TEMPLATE_PATH.is_file()
     excluded = config["tool"]["hatch"]["build"]["targets"]["wheel"].get("exclude", [])
     assert not any("yaml" in pattern or "templates" in pattern for pattern in excluded)
+
+
+def test_loop_and_watchdog_concurrency_is_capped_beneath_the_lease(
+    template: dict[str, Any],
+) -> None:
+    res = template["Resources"]
+    loop = res["LoopFunction"]["Properties"]
+    # The loop function's cap comes from MaxLoops through the mapping...
+    assert loop["ReservedConcurrentExecutions"] == {
+        "Fn::FindInMap": ["LoopConcurrency", {"Ref": "MaxLoops"}, "Reserved"]
+    }
+    # ...which has a row for every MaxLoops the parameter allows, each 2 x MaxLoops + 1:
+    # a run per live loop, a stale copy exiting beside each, one direct invoke
+    max_loops = template["Parameters"]["MaxLoops"]
+    rows = template["Mappings"]["LoopConcurrency"]
+    allowed = [n for n in range(0, 1000) if re.fullmatch(max_loops["AllowedPattern"], str(n))]
+    assert allowed == list(range(1, 101))
+    assert sorted(rows, key=int) == [str(n) for n in allowed]
+    assert all(rows[str(n)] == {"Reserved": 2 * n + 1} for n in allowed)
+    # The default leaves room for every live loop's run: the cap never throttles a loop
+    assert rows[max_loops["Default"]]["Reserved"] > int(max_loops["Default"])
+    # AND one watchdog at a time
+    assert res["WatchdogFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
