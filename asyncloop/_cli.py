@@ -262,7 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             until_empty=args.until_empty,
             duration=args.duration,
         )
-        aws_config = AwsConfig(region=args.region, endpoint_url=args.endpoint_url)
+        # The client settings without a flag (retries, timeouts) come from their variables too.
+        aws_config = AwsConfig.from_env(region=args.region, endpoint_url=args.endpoint_url)
         lambda_config = (
             LambdaConfig(
                 function_name=args.function_name,

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from ._config import _check_range, _from_env
+from ._config import _build_from_env, _check_range
 
 __all__ = (
     "CONTROL_ID",
@@ -250,4 +250,4 @@ class LoopPolicy:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LoopPolicy:
         """Build from ``ASYNCLOOP_<FIELD>`` variables (``ASYNCLOOP_MAX_LOOPS=8``)."""
-        return cls(**_from_env(cls, environ, overrides))
+        return _build_from_env(cls, environ, overrides)

@@ -112,6 +112,17 @@ def test_fields_without_a_flag_come_from_their_variables(
     assert err == "asyncloop: error: ASYNCLOOP_FAILURE_BACKOFF_BASE must be a number, got 'soon'"
 
 
+def test_aws_client_settings_come_from_their_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an AWS client setting (no flag) set to a bad value in its variable
+    monkeypatch.setenv("ASYNCLOOP_CONNECT_TIMEOUT", "nan")
+    # WHEN run starts THEN the variable was read, and reported by name
+    assert main(["run", "--queue-url", URL, "--handler", "os:getcwd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("asyncloop: error: ASYNCLOOP_CONNECT_TIMEOUT must be ")
+
+
 @pytest.fixture
 def started_runs(monkeypatch: pytest.MonkeyPatch) -> list[ConsumerConfig]:
     """Replace the run itself (no AWS): each call records its config and returns empty stats."""

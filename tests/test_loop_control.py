@@ -206,6 +206,16 @@ def test_policy_from_env() -> None:
         LoopPolicy.from_env({"ASYNCLOOP_MAX_LOOPS": "many"})
 
 
+def test_policy_from_env_range_errors_name_the_variable() -> None:
+    # GIVEN a variable whose value parses but is out of range
+    environ = {"ASYNCLOOP_RUN_SECONDS": "nan"}
+
+    # WHEN the policy is built from the environment
+    # THEN the error names the variable the user set, not the field
+    with pytest.raises(ConfigError, match=r"^ASYNCLOOP_RUN_SECONDS must be in .*got nan"):
+        LoopPolicy.from_env(environ)
+
+
 def test_safety_margin_covers_drain_flush_and_every_put() -> None:
     policy = LoopPolicy(put_attempts=4, put_backoff=0.5, control_budget=1.0)
 
