@@ -255,6 +255,7 @@ def _simulate(args: argparse.Namespace) -> int:
             "lost_put",
             "throttle",
             "watchdog_miss",
+            "late_copy",
             "stream_outages_per_day",
         )
     }
@@ -276,7 +277,8 @@ def _print_report(report: Any) -> None:
     )
     print(
         f"  live loops min {r.live_min} max {r.live_max}; spawned {r.spawned}; "
-        f"ended idle {r.ended_idle}, by the switch {r.ended_killed}; re-seeded {r.reseeded}"
+        f"ended idle {r.ended_idle}, by the switch {r.ended_killed}; re-seeded {r.reseeded} "
+        f"(raced by a late copy {r.reseed_races})"
     )
     print(
         f"  longest with zero loops {r.longest_zero_loops_s:.1f} s; longest claim gap "
