@@ -1,7 +1,5 @@
 """``python -m asyncloop``: the same as the `asyncloop` command."""
 
-import sys
+from ._cli import console_main
 
-from ._cli import main
-
-sys.exit(main())
+console_main()

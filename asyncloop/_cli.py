@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
@@ -206,6 +207,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_code: int = command(args)
     return exit_code
 
+
+def console_main() -> NoReturn:
+    """The console script and ``python -m asyncloop``: `main`, then exit without waiting for
+    handler threads that a stop abandoned.
+
+    A sync handler blocked in its worker thread is abandoned when its dispatch is cancelled
+    (``shutdown_grace`` ran out, a second signal): by then its message was released, and every
+    delete flushed. anyio's worker threads are not daemon threads, so a normal exit would wait
+    for them, and a handler stuck for good would keep the process alive after a stop that
+    finished. So the process exits at once (``os._exit``, after flushing stdout and stderr);
+    an abandoned thread's side effects may be cut short, never its message's delete.
+    """
+    code = main()
+    stuck = [
+        thread
+        for thread in threading.enumerate()
+        if thread.name == _ANYIO_WORKER and thread.is_alive() and not thread.daemon
+    ]
+    if stuck:
+        print(
+            f"asyncloop: exiting without waiting for {len(stuck)} abandoned handler thread(s)",
+            file=sys.stderr,
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+# The name anyio gives its worker threads (anyio.to_thread.run_sync), which run sync handlers.
+_ANYIO_WORKER = "AnyIO worker thread"
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

@@ -270,27 +270,39 @@ async def test_an_empty_queue_prints_no_messages_and_json_is_all_of_stdout(
     assert "None/None/None" not in result.stderr
 
 
+_STUCK_ASYNC = """
+import asyncio
+import sys
+
+async def handle(message):
+    print("STARTED", file=sys.stderr, flush=True)
+    await asyncio.Event().wait()
+"""
+
+# A sync handler blocked in its thread: the abort abandons the thread, and the process must
+# exit without waiting for it (longer than the test's 30 s bound on the exit).
+_STUCK_SYNC = """
+import sys
+import time
+
+def handle(message):
+    print("STARTED", file=sys.stderr, flush=True)
+    time.sleep(90)
+"""
+
+
+@pytest.mark.parametrize("handler_source", [_STUCK_ASYNC, _STUCK_SYNC], ids=["async", "sync"])
 async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
     moto_endpoint: str,
     make_queue: MakeQueue,
     send_messages: SendMessages,
     aws_admin: AdminClients,
     tmp_path: Path,
+    handler_source: str,
 ) -> None:
     # GIVEN a handler that never finishes, holding messages
     module = tmp_path / "stuck_handler.py"
-    module.write_text(
-        textwrap.dedent(
-            """
-            import asyncio
-            import sys
-
-            async def handle(message):
-                print("STARTED", file=sys.stderr, flush=True)
-                await asyncio.Event().wait()
-            """
-        )
-    )
+    module.write_text(handler_source)
     queue = await make_queue(visibility_timeout=120)
     await send_messages(queue.url, 4)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
