@@ -317,13 +317,18 @@ class Acker:
         if entry.on_done is not None:
             entry.on_done(entry.message, outcome)
             return
+        self.count_release(entry.message, outcome)
+
+    def count_release(self, message: Message, outcome: Outcome) -> None:
+        """Count (and log, if it failed) a release's outcome as `release` does without an
+        `on_done`; for an `on_done` that wants the same accounting."""
         if outcome is None:
             self._stats.released += 1
             return
         self._stats.release_failed += 1
         logger.warning(
             "visibility change of message %s failed (%s); it returns after its visibility timeout",
-            entry.message.message_id,
+            message.message_id,
             describe(outcome),
         )
 

@@ -122,27 +122,40 @@ class ConsumerConfig:
     Default consumer."""
 
     until_empty: bool = False
-    """Stop once every receiver got an empty answer and nothing is held. Default False. With
-    ``wait_time_seconds=0`` on real SQS an empty answer can be a sampling miss: long-poll."""
+    """Stop once every receiver got an empty answer, nothing is held or being released, and
+    no message this run released with a delay (a throttled one, see
+    `throttle_release_visibility`) is still invisible. Default False. Receives then wait at
+    most 1 s (``min(wait_time_seconds, 1)``, still a long poll), so a drained queue ends the
+    run about a second after the last message is done, not after a whole idle
+    `wait_time_seconds`. A message that failed stays invisible for its visibility timeout (or
+    failure backoff) and is not waited for. With ``wait_time_seconds=0`` on real SQS an empty
+    answer can be a sampling miss: long-poll."""
 
     duration: float | None = None
-    """Stop after this many seconds (> 0), or None. Default None."""
+    """Stop after this many seconds (> 0), or None. Default None. The stop then takes up to
+    `shutdown_grace` + `ack_flush_timeout` more, and `Stats.duration_s` counts it."""
 
     deadline: float | None = None
     """Stop at this time on the event loop's clock (``anyio.current_time()``), or None. The
     earlier of `duration` and `deadline` wins."""
 
     shutdown_grace: float = 30.0
-    """On stop, how long in-flight dispatches may take to finish (0..3600 s) before they are
-    cancelled and their messages released. Default 30."""
+    """On stop, the one deadline for receiving and draining (0..3600 s), counted from the
+    moment the stop began. Default 30. A receive under way may finish until then (what it
+    returns is released) and is abandoned there; dispatches under way may finish until then,
+    and are then cancelled and their messages released. Time a receive took is not given
+    again to the drain: the whole stop takes at most `shutdown_grace` + `ack_flush_timeout`
+    (40 s with the defaults, so a supervisor's kill timeout should be longer)."""
 
     ack_flush_interval: float = 0.05
     """Longest a successful message waits for its batch of deletes to fill (0.001..10 s).
     Default 0.05. Full batches of 10 go at once."""
 
     ack_flush_timeout: float = 10.0
-    """On stop, how long the final shielded flush of deletes and releases may take (0.1..300 s).
-    Default 10."""
+    """On stop, how long the final shielded flush of deletes and releases may take (0.1..300 s),
+    after the `shutdown_grace` deadline (or as soon as the drain ended). Default 10. Deletes
+    still unsent then are given up (those messages are delivered again: duplicates, never
+    losses)."""
 
     max_pending_acks: int = 1000
     """Deletes waiting or under way before workers wait for them (10..1000000). Default 1000.

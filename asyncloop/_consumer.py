@@ -23,15 +23,32 @@ Bad days:
 - FIFO queues (URL ending ``.fifo``): groups run in parallel, each group in order, one message
   at a time; a failure releases the rest of its group, unstarted.
 
-Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`):
+Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`): one deadline,
+`shutdown_grace` after the stop began, bounds steps 1 and 2 together:
 1. stop receiving: receivers waiting for capacity or backing off leave at once; a receive
-   already under way may finish (it is bounded by `wait_time_seconds`, clamped to the
-   deadline) and what it returns is released;
-2. drain: dispatches under way get `shutdown_grace` seconds, then are cancelled;
+   already under way may finish until the deadline (what it returns is released) and is
+   abandoned there (what it would have returned comes back after its visibility timeout);
+   no receive starts after the stop, and none before it waits past a `duration`/`deadline`;
+2. drain: dispatches under way may finish until the same deadline, then are cancelled;
 3. in a shielded scope bounded by `ack_flush_timeout`: release (visibility 0) every message
    received but not finished, and flush every pending delete.
+So a stop takes at most `shutdown_grace` + `ack_flush_timeout` (a cancelled `run()`: at most
+`ack_flush_timeout`), as long as a cancelled dispatch ends when cancelled: a handler that
+shields itself from cancellation holds the stop until it returns.
 
-Logs name message ids, never bodies or receipt handles.
+`until_empty` stops once every receiver got an empty answer (receives then wait at most 1 s),
+nothing is held or being released, and no message released after a throttle with a delay is
+still invisible.
+
+Exceptions from the seams: a dispatch that raises is that message's failure, even
+``CancelledError`` when nobody cancelled the worker (a library cancelled a future the handler
+awaited); a receive that raises anything but cancellation backs off and goes on, as acks do.
+
+Logs name message ids, never bodies or receipt handles. A failed dispatch is logged at
+WARNING with the type and text of the exception and of its causes, and at DEBUG with the
+traceback; the message's body and receipt handle are cut out of that text wherever they appear
+whole (a body under 8 characters that appears withholds the text), so a handler whose
+exception quotes a *part* of the body (one field) puts that part in the log.
 """
 
 from __future__ import annotations
@@ -42,6 +59,7 @@ import logging
 import math
 import random
 import time
+import traceback
 from collections import deque
 from collections.abc import Sequence
 
@@ -53,7 +71,6 @@ from ._config import ConsumerConfig, _check_int, validate_queue_url
 from ._exceptions import (
     AwsError,
     CredentialsError,
-    DispatchError,
     DispatchThrottled,
     PayloadTooLarge,
     QueueNotFound,
@@ -86,6 +103,15 @@ _HEARTBEAT_MIN_PERIOD = 0.05
 # or became visible again.
 _LEASE_GONE = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"})
 _LEASE_LOST = "asyncloop: lease lost"
+# until_empty: the longest wait of a receive. Still a long poll (SQS then asks every server,
+# so an empty answer is not a sampling miss), but a drained queue ends the run in about a
+# second rather than after a whole `wait_time_seconds` of idle polling.
+_UNTIL_EMPTY_WAIT = 1
+# A failure's exception text in the log is cut to this many characters.
+_MAX_ERROR_TEXT = 500
+# Bodies shorter than this are not cut out of an exception's text (a two-letter body would
+# match everywhere); when one occurs in it, the text is withheld instead.
+_MIN_REDACTED_BODY = 8
 
 
 class _Capacity:
@@ -209,6 +235,74 @@ def failure_visibility(
     return max(1, min(_MAX_VISIBILITY, math.ceil(jittered)))
 
 
+def _redact(text: str, message: Message | None) -> str | None:
+    """`text` with `message`'s body and receipt handle cut out wherever they appear whole;
+    None when a body too short to cut out (under `_MIN_REDACTED_BODY` characters) occurs."""
+    if message is None:
+        return text
+    handle = message.receipt_handle
+    if handle and handle in text:
+        text = text.replace(handle, "<receipt handle>")
+    body = message.body
+    if body and body in text:
+        if len(body) < _MIN_REDACTED_BODY:
+            return None
+        text = text.replace(body, "<body>")
+    return text
+
+
+def _exception_text(exc: BaseException, message: Message | None = None) -> str:
+    """``Type: text`` of one exception for a log line: the text cut to `_MAX_ERROR_TEXT`
+    characters, without `message`'s body or receipt handle (see `_redact`)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not break the failure path
+        text = "<unprintable>"
+    if not text:
+        return name
+    redacted = _redact(text, message)
+    if redacted is None:
+        return f"{name}: <text withheld: it quotes the body>"
+    if len(redacted) > _MAX_ERROR_TEXT:
+        redacted = redacted[:_MAX_ERROR_TEXT] + "..."
+    return f"{name}: {redacted}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it came from (``__cause__``, else an unsuppressed
+    ``__context__``), outermost first, at most 5."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 5 and all(current is not e for e in chain):
+        chain.append(current)
+        if current.__cause__ is not None:
+            current = current.__cause__
+        elif not current.__suppress_context__:
+            current = current.__context__
+        else:
+            current = None
+    return chain
+
+
+def _failure_text(exc: BaseException, message: Message) -> str:
+    """A failed dispatch for a WARNING line: ``Type: text from Type: text ...``."""
+    return " from ".join(_exception_text(link, message) for link in _chain(exc))
+
+
+def _failure_traceback(exc: BaseException, message: Message) -> str:
+    """The traceback of a failed dispatch, innermost cause first as Python prints it, with
+    each exception's text as `_exception_text` gives it (frames show code, never values)."""
+    parts: list[str] = []
+    for link in reversed(_chain(exc)):
+        if parts:
+            parts.append("\nwhich led to:\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(link.__traceback__))
+        parts.append(_exception_text(link, message) + "\n")
+    return "".join(parts).rstrip("\n")
+
+
 class Consumer:
     """Consumes one queue until a stop condition, dispatching each message once per receive.
 
@@ -276,6 +370,15 @@ class Consumer:
         self._lost: set[Message] = set()
         self._acker: Acker | None = None
         self._deadline: float | None = None
+        # When a stop under way must be done receiving and draining (loop clock).
+        self._stop_deadline = math.inf
+        # Messages whose dispatch the lease loss cancelled (the cancel is still counted on the
+        # worker's task until it is taken back).
+        self._lease_cancelled: set[Message] = set()
+        # until_empty: when the last message this run released with a delay (a throttled one)
+        # becomes visible again (loop clock).
+        self._hidden_until = -math.inf
+        self._bad_timestamps = 0
         # until_empty: receivers that got an empty answer and wait for news.
         self._parked = 0
         self._news: asyncio.Event | None = None
@@ -304,6 +407,9 @@ class Consumer:
         if self._stopping:
             return
         self._stopping = True
+        if self._ran:
+            # One deadline for the whole stop: receivers and the drain share it.
+            self._stop_deadline = self._loop_time() + self.config.shutdown_grace
         self._capacity.close()
         if self._stop_event is not None:
             self._stop_event.set()
@@ -320,11 +426,12 @@ class Consumer:
         self._stop_event = asyncio.Event()
         self._drained = asyncio.Event()
         self._news = asyncio.Event()
-        if self._stopping:
-            self._stop_event.set()
         config = self.config
         stats = self.stats
         stats.started_at = loop.time()
+        if self._stopping:
+            self._stop_event.set()
+            self._stop_deadline = stats.started_at + config.shutdown_grace
         if config.duration is not None:
             self._deadline = stats.started_at + config.duration
         if config.deadline is not None:
@@ -394,9 +501,12 @@ class Consumer:
                         receive_group.start_soon(self._stop_at_deadline, self._deadline)
                     await self._stop_event.wait()
                     # Receivers leave at their next step; a receive under way may finish
-                    # (what it returns is released), within the grace period.
-                    receiving.deadline = anyio.current_time() + config.shutdown_grace
-            with anyio.move_on_after(config.shutdown_grace) as grace:
+                    # (what it returns is released) until the stop deadline, and is abandoned
+                    # there (what it would have returned comes back after its visibility
+                    # timeout).
+                    receiving.deadline = self._stop_deadline
+            # The drain shares that deadline: time the receivers took is not given again.
+            with anyio.CancelScope(deadline=self._stop_deadline) as grace:
                 while self._held:
                     self._drained.clear()
                     await self._drained.wait()
@@ -471,12 +581,12 @@ class Consumer:
                     wait_time_seconds=wait,
                     visibility_timeout=config.visibility_timeout,
                 )
-            except AwsError as exc:
+            except Exception as exc:  # AWS errors, and whatever a custom Queue raises
                 capacity.give(taken)
                 failures += 1
                 await self._backoff(exc, failures)
                 continue
-            except BaseException:
+            except BaseException:  # cancellation: never swallowed
                 capacity.give(taken)
                 raise
             failures = 0
@@ -512,24 +622,38 @@ class Consumer:
             self._hand_off(messages)
 
     def _wait_time(self) -> int:
-        wait = self.config.wait_time_seconds
+        config = self.config
+        wait = config.wait_time_seconds
+        if config.until_empty and wait > _UNTIL_EMPTY_WAIT:
+            # A full long poll on a drained queue would only add an idle tail to the run.
+            wait = _UNTIL_EMPTY_WAIT
         if self._deadline is not None:
             left = int(self._deadline - self._loop_time())
             wait = max(0, min(wait, left))
         return wait
 
-    async def _backoff(self, exc: AwsError, failures: int) -> None:
+    async def _backoff(self, exc: Exception, failures: int) -> None:
         severe = isinstance(exc, QueueNotFound | CredentialsError)
         base, cap = (
             (_BACKOFF_BASE_SEVERE, _BACKOFF_CAP_SEVERE) if severe else (_BACKOFF_BASE, _BACKOFF_CAP)
         )
         delay = random.uniform(0, min(cap, base * 2 ** min(failures, 16)))
-        logger.warning(
-            "ReceiveMessage failed (%s: %s); retrying in %.2fs",
-            type(exc).__name__,
-            exc.code or "no code",
-            delay,
-        )
+        if isinstance(exc, AwsError):
+            logger.warning(
+                "ReceiveMessage failed (%s: %s); retrying in %.2fs",
+                type(exc).__name__,
+                exc.code or "no code",
+                delay,
+            )
+        else:
+            # Not an AWS error: a broken connection, or a bug in a custom Queue. A receive
+            # holds no message yet, so its text cannot quote a body or a receipt handle.
+            logger.warning(
+                "ReceiveMessage raised %s; retrying in %.2fs",
+                _exception_text(exc),
+                delay,
+            )
+            logger.debug("ReceiveMessage traceback", exc_info=exc)
         await self._pause(delay)
 
     async def _pause(self, seconds: float) -> None:
@@ -539,9 +663,11 @@ class Consumer:
             await self._stop_event.wait()
 
     async def _park(self) -> None:
-        """until_empty: the queue answered empty. Stop once every receiver has and nothing is
-        held or being released; otherwise wait for news (a receive got messages, the last
-        held one finished, or a release made one visible again)."""
+        """until_empty: the queue answered empty. Stop once every receiver has, nothing is
+        held or being released, and no message this run released with a delay (after a
+        throttle) is still invisible; otherwise wait for news (a receive got messages, the
+        last held one finished, a release made one visible again, or the last delayed one
+        shows again)."""
         assert self._news is not None
         assert self._acker is not None
         self._parked += 1
@@ -551,8 +677,15 @@ class Consumer:
                 and not self._held
                 and not self._acker.releases_pending
             ):
-                logger.info("queue answered empty and nothing is in flight: stopping")
-                self.stop()
+                hidden = self._hidden_until - self._loop_time()
+                if hidden <= 0:
+                    logger.info("queue answered empty and nothing is in flight: stopping")
+                    self.stop()
+                    return
+                logger.debug("queue answered empty; throttled messages show again in %.2fs", hidden)
+                self._news.clear()
+                with anyio.move_on_after(hidden):
+                    await self._news.wait()
                 return
             self._news.clear()
             await self._news.wait()
@@ -652,6 +785,11 @@ class Consumer:
             else:
                 await gate.enter()
             epoch = self._epoch
+            if self._lost and message in self._lost:
+                # Lost while waiting for the gate: SQS owns it again, do not start it.
+                gate.leave()
+                self._drop_lost(message)
+                return False
             running[message] = task
             if operation is not None:
                 stats.count_call(operation)
@@ -660,46 +798,57 @@ class Consumer:
             except DispatchThrottled as exc:
                 del running[message]
                 gate.leave()
+                if self._lost and self._lost_meanwhile(message, task):
+                    return False
                 if await self._throttled(message, exc, epoch, attempt):
                     attempt += 1
                     stats.retried += 1
                     continue
                 return False
-            except DispatchError as exc:
-                del running[message]
-                gate.leave()
-                self._failed(message, exc)
-                return False
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
+                if not task.cancelling():
+                    # Nobody cancelled this task: the dispatcher raised it itself (a library
+                    # cancelled a future it awaited). That is this message's failure; the
+                    # run goes on.
+                    del running[message]
+                    gate.leave()
+                    self._failed(message, exc)
+                    return False
                 # Ours (the heartbeat found the lease lost) unless someone else cancels too:
                 # then the message stays held, and _finish releases it.
-                if message not in self._lost or task.uncancel() > 0:
+                if message not in self._lease_cancelled:
+                    raise
+                self._lease_cancelled.discard(message)
+                if task.uncancel() > 0:
                     raise
                 del running[message]
                 gate.leave()
                 self._drop_lost(message)
                 return False
-            except Exception as exc:  # a Dispatcher that raised something else: still a failure
+            except Exception as exc:  # DispatchError, or a Dispatcher that raised something else
                 del running[message]
                 gate.leave()
+                if self._lost and self._lost_meanwhile(message, task):
+                    return False
                 self._failed(message, exc)
                 return False
             break
         del running[message]
         gate.leave()
-        if self._lost and message in self._lost:
-            # Lost while the dispatcher swallowed our cancellation: SQS owns it again.
-            task.uncancel()
-            self._drop_lost(message)
+        if self._lost and self._lost_meanwhile(message, task):
             return False
         # Success.
         stats.succeeded += 1
         if self._limit < self._ceiling:
             self._increase()
-        stats.receive_to_done.record(self._loop_time() - message.received_at)
-        sent = message.sent_timestamp
-        if sent is not None:
-            stats.send_to_done.record(max(0.0, time.time() - sent))
+        now = stats.last_success_at = self._loop_time()
+        try:
+            stats.receive_to_done.record(now - message.received_at)
+            sent = message.sent_timestamp
+            if sent is not None:
+                stats.send_to_done.record(max(0.0, time.time() - sent))
+        except Exception as exc:  # a garbage SentTimestamp must not cost the delete
+            self._bad_timestamp(message, exc)
         if self.config.delete_by == "consumer":
             acker = self._acker
             assert acker is not None
@@ -713,6 +862,27 @@ class Consumer:
                 raise
         self._done(message)
         return True
+
+    def _lost_meanwhile(self, message: Message, task: asyncio.Task[object]) -> bool:
+        """Whether `message`'s lease was lost during a dispatch that then ended without
+        raising our cancellation (the dispatcher swallowed it): take the cancel back from
+        `task` and drop the message (SQS owns it again)."""
+        if message not in self._lost:
+            return False
+        if message in self._lease_cancelled:
+            self._lease_cancelled.discard(message)
+            task.uncancel()
+        self._drop_lost(message)
+        return True
+
+    def _bad_timestamp(self, message: Message, exc: Exception) -> None:
+        self._bad_timestamps += 1
+        log = logger.warning if self._bad_timestamps == 1 else logger.debug
+        log(
+            "latency of message %s not recorded (%s); its delete goes ahead",
+            message.message_id,
+            type(exc).__name__,
+        )
 
     # -- throttles: AIMD and in-process retries -------------------------------------------
 
@@ -752,9 +922,24 @@ class Consumer:
             visibility,
         )
         assert self._acker is not None
-        self._acker.release(message, visibility)
+        self._acker.release(
+            message, visibility, self._throttle_released(visibility) if visibility else None
+        )
         self._done(message)
         return False
+
+    def _throttle_released(self, visibility: int) -> OnDone:
+        """A release `visibility` seconds out: once it answered, `until_empty` waits for the
+        message to show again (it is still this run's work)."""
+
+        def done(message: Message, outcome: Outcome) -> None:
+            acker = self._acker
+            assert acker is not None
+            acker.count_release(message, outcome)
+            if outcome is None:
+                self._hidden_until = max(self._hidden_until, self._loop_time() + visibility)
+
+        return done
 
     def _can_hold(self, message: Message, delay: float) -> bool:
         """Whether `message` may wait `delay` seconds for a retry without its visibility
@@ -788,23 +973,28 @@ class Consumer:
 
     # -- failures -------------------------------------------------------------------------
 
-    def _failed(self, message: Message, exc: Exception) -> None:
+    def _failed(self, message: Message, exc: BaseException) -> None:
         self.stats.failed += 1
-        cause = exc.__cause__
-        # Types only: an exception's text may quote the body.
+        # The type and text of the exception and of its causes; the body and the receipt
+        # handle are cut out of the text (see `_exception_text`).
         logger.warning(
-            "dispatch of message %s failed (%s%s); SQS will deliver it again",
+            "dispatch of message %s failed (%s); SQS will deliver it again",
             message.message_id,
-            type(exc).__name__,
-            f" from {type(cause).__name__}" if cause is not None else "",
+            _failure_text(exc, message),
         )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "dispatch of message %s failed; traceback:\n%s",
+                message.message_id,
+                _failure_traceback(exc, message),
+            )
         visibility = self._failure_visibility(message, exc)
         if visibility is not None:
             assert self._acker is not None
             self._acker.release(message, visibility, self._backed_off)
         self._done(message)
 
-    def _failure_visibility(self, message: Message, exc: Exception) -> int | None:
+    def _failure_visibility(self, message: Message, exc: BaseException) -> int | None:
         config = self.config
         base = config.failure_backoff_base
         if not base:
@@ -817,7 +1007,11 @@ class Consumer:
                 message.message_id,
             )
             return max(1, min(_MAX_VISIBILITY, math.ceil(config.failure_backoff_cap)))
-        return failure_visibility(message.receive_count, base, config.failure_backoff_cap)
+        try:
+            receive_count = message.receive_count
+        except ValueError:  # a garbage ApproximateReceiveCount: back off as on a first receive
+            receive_count = 1
+        return failure_visibility(receive_count, base, config.failure_backoff_cap)
 
     def _backed_off(self, message: Message, outcome: Outcome) -> None:
         if outcome is None:
@@ -925,11 +1119,13 @@ class Consumer:
             message.message_id,
         )
         task = self._running.get(message)
-        if task is not None:
+        if task is not None and message not in self._lease_cancelled:
+            self._lease_cancelled.add(message)
             task.cancel(_LEASE_LOST)
 
     def _drop_lost(self, message: Message) -> None:
         self._lost.discard(message)
+        self._lease_cancelled.discard(message)
         self._capped.discard(message)
         if message in self._held:
             self._done(message)

@@ -100,7 +100,10 @@ class Stats:
       `release_failed`: releases that failed (the message returns after its visibility timeout).
     - `api_calls`: calls made, by operation name (ReceiveMessage, DeleteMessageBatch, Invoke, ...).
     - `receive_to_done` / `send_to_done`: latency from receive (or from ``SentTimestamp``) to
-      the dispatch's success.
+      the dispatch's success (a message whose ``SentTimestamp`` cannot be read is left out of
+      `send_to_done`, and still deleted).
+    - `started_at` / `stopped_at` / `last_success_at`: the event loop's clock at the start of
+      the run, at its end, and at the last successful dispatch (None before any).
     """
 
     __slots__ = (
@@ -114,6 +117,7 @@ class Stats:
         "extend_failed",
         "extended",
         "failed",
+        "last_success_at",
         "lease_lost",
         "peak_in_flight",
         "receive_to_done",
@@ -151,23 +155,30 @@ class Stats:
         self.send_to_done = LatencyHistogram()
         self.started_at: float | None = None
         self.stopped_at: float | None = None
+        self.last_success_at: float | None = None
 
     def count_call(self, operation: str, n: int = 1) -> None:
         self.api_calls[operation] = self.api_calls.get(operation, 0) + n
 
     @property
     def duration_s(self) -> float:
-        """Seconds from the start of the run to its end (or to now, on the loop's clock, while
-        it runs: pass nothing, read it after `run()` returns)."""
+        """Seconds from the start of the run to its end, the stop included (drain, final
+        flush, releases); 0.0 until `run()` has returned."""
         if self.started_at is None or self.stopped_at is None:
             return 0.0
         return self.stopped_at - self.started_at
 
     @property
     def throughput_msgs_s(self) -> float:
-        """Succeeded messages per second over the run."""
-        duration = self.duration_s
-        return self.succeeded / duration if duration > 0 else 0.0
+        """Succeeded messages per second, from the start of the run to its last success: an
+        idle tail (the last empty receives of `until_empty`, waiting for a `duration` to end)
+        and the stop are not counted. 0.0 when nothing succeeded. Stats filled in by other code
+        that does not set `last_success_at` are measured over `duration_s`."""
+        if self.started_at is None:
+            return 0.0
+        end = self.last_success_at if self.last_success_at is not None else self.stopped_at
+        busy = end - self.started_at if end is not None else 0.0
+        return self.succeeded / busy if busy > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the CLI's ``--json`` line)."""

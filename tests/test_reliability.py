@@ -176,7 +176,9 @@ async def test_throttle_release_visibility_is_jittered_within_its_bound() -> Non
     queue.send_many(f"m{i}" for i in range(30))
 
     async def handler(message: Message) -> None:
-        raise DispatchThrottled("429", message_id=message.message_id)
+        # Each message once: until_empty waits for a throttled message to come back.
+        if message.receive_count == 1:
+            raise DispatchThrottled("429", message_id=message.message_id)
 
     config = drain_config(throttle_retries=0, throttle_release_visibility=3)
     with anyio.fail_after(10):
@@ -184,8 +186,10 @@ async def test_throttle_release_visibility_is_jittered_within_its_bound() -> Non
             queue=queue, dispatcher=CallableDispatcher(handler), config=config
         ).run()
     timeouts = queue.timeouts()
-    assert stats.throttled >= 30
+    assert stats.throttled == 30
+    assert len(timeouts) == 30
     assert all(0 <= t <= 3 for t in timeouts)
+    assert stats.deleted == 30
     assert all(1 <= len(call) <= 10 for call in queue.visibility_calls)
 
 
@@ -977,3 +981,215 @@ async def test_dispatch_api_calls_are_counted_per_attempt() -> None:
     assert stats.api_calls["Invoke"] == 10
     assert stats.retried == 5
     assert stats.deleted == 5
+
+
+# -- a bad day in the consumer core: odd exceptions, odd attributes -----------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_handler_raising_cancelled_error_itself_fails_that_message_only() -> None:
+    # GIVEN a handler that raises CancelledError itself on one message (as
+    # when a library cancels a future the handler awaited), and succeeds otherwise
+    queue = FakeQueue(visibility_timeout=300)
+    queue.send_many(f"m{i}" for i in range(200))
+    handled: list[str] = []
+
+    async def handler(message: Message) -> None:
+        if message.body == "m3":
+            raise asyncio.CancelledError
+        handled.append(message.body)
+
+    # WHEN the consumer runs until the queue is empty
+    with anyio.fail_after(20):
+        stats = await Consumer(
+            queue=queue,
+            dispatcher=CallableDispatcher(handler),
+            config=drain_config(max_in_flight=10),
+        ).run()
+
+    # THEN that was m3's failure, not the run's end: every other message was handled and
+    # deleted, and m3 stays in the queue for SQS to deliver again
+    assert stats.failed == 1
+    assert sorted(handled) == sorted(f"m{i}" for i in range(200) if i != 3)
+    assert stats.deleted == 199
+    assert len(queue) == 1
+    assert queue.in_flight_count == 1
+
+
+class FlakyReceiveQueue(FakeQueue):
+    """A FakeQueue (standing for a custom Queue) whose first receives raise non-AWS errors."""
+
+    def __init__(self, errors: list[BaseException], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.errors = errors
+
+    async def receive(
+        self, *, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None = None
+    ) -> list[Message]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return await super().receive(
+            max_messages=max_messages,
+            wait_time_seconds=wait_time_seconds,
+            visibility_timeout=visibility_timeout,
+        )
+
+
+@pytest.mark.asyncio
+async def test_non_aws_receive_errors_back_off_and_the_run_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a queue whose first receives raise a dropped connection and a bug's KeyError
+    caplog.set_level(logging.WARNING, logger="asyncloop")
+    queue = FlakyReceiveQueue(
+        [ConnectionResetError(104, "Connection reset by peer"), KeyError("Messages")]
+    )
+    queue.send_many(f"m{i}" for i in range(15))
+
+    async def handler(message: Message) -> None:
+        return None
+
+    # WHEN the consumer runs until the queue is empty
+    with anyio.fail_after(20):
+        stats = await Consumer(
+            queue=queue,
+            dispatcher=CallableDispatcher(handler),
+            config=drain_config(receivers=1),
+        ).run()
+
+    # THEN it backed off, logged each error with its type and text, and drained the queue
+    assert queue.errors == []
+    assert stats.deleted == 15
+    assert len(queue) == 0
+    assert "ConnectionResetError: [Errno 104] Connection reset by peer" in caplog.text
+    assert "KeyError: 'Messages'" in caplog.text
+
+
+class GarbageTimestampQueue(FakeQueue):
+    """A FakeQueue (standing for a custom Queue) that hands over unreadable attributes."""
+
+    async def receive(
+        self, *, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None = None
+    ) -> list[Message]:
+        messages = await super().receive(
+            max_messages=max_messages,
+            wait_time_seconds=wait_time_seconds,
+            visibility_timeout=visibility_timeout,
+        )
+        for message in messages:
+            message.attributes = {**message.attributes, "SentTimestamp": "not-a-number"}
+        return messages
+
+
+@pytest.mark.asyncio
+async def test_a_garbage_sent_timestamp_never_costs_the_delete() -> None:
+    # GIVEN messages whose SentTimestamp cannot be read
+    queue = GarbageTimestampQueue(visibility_timeout=300)
+    queue.send_many(f"m{i}" for i in range(5))
+    handled: list[str] = []
+
+    async def handler(message: Message) -> None:
+        handled.append(message.body)
+
+    # WHEN the consumer runs until empty
+    with anyio.fail_after(20):
+        stats = await Consumer(
+            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
+        ).run()
+
+    # THEN each was handled once and deleted; only its send latency went unrecorded
+    assert sorted(handled) == [f"m{i}" for i in range(5)]
+    assert (stats.succeeded, stats.deleted, stats.failed) == (5, 5, 0)
+    assert len(queue) == 0
+    assert stats.receive_to_done.count == 5
+    assert stats.send_to_done.count == 0
+
+
+@pytest.mark.asyncio
+async def test_a_failure_logs_type_and_text_at_warning_and_the_traceback_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a handler that fails with a message of its own, one that quotes the body and the
+    # receipt handle, and one whose body is too short to cut out of the text
+    caplog.set_level(logging.DEBUG, logger="asyncloop")
+    queue = FakeQueue(visibility_timeout=300)
+    queue.send_many(["order-0001-PRIVATE", "order-0002-PRIVATE", "ab"])
+    handles: list[str] = []
+
+    def lookup(message: Message) -> None:
+        if message.body == "order-0001-PRIVATE":
+            raise RuntimeError("database timeout after 3 tries")
+        raise ValueError(f"cannot parse {message.body} ({message.receipt_handle})")
+
+    async def handler(message: Message) -> None:
+        handles.append(message.receipt_handle)
+        lookup(message)
+
+    # WHEN the consumer runs until empty
+    with anyio.fail_after(20):
+        stats = await Consumer(
+            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
+        ).run()
+
+    # THEN WARNING says why each failed, DEBUG adds the traceback, and neither says a body
+    # or a receipt handle
+    assert stats.failed == 3
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    debug = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert "from RuntimeError: database timeout after 3 tries" in warnings
+    assert "from ValueError: cannot parse <body> (<receipt handle>)" in warnings
+    assert "from ValueError: <text withheld: it quotes the body>" in warnings
+    assert "Traceback (most recent call last)" in debug
+    assert "in lookup" in debug
+    assert "RuntimeError: database timeout after 3 tries" in debug
+    for record in caplog.records:
+        text = record.getMessage()
+        assert "PRIVATE" not in text
+        assert "cannot parse ab" not in text
+        for handle in handles:
+            assert handle not in text
+
+
+@pytest.mark.asyncio
+async def test_a_dispatcher_that_swallows_the_lease_lost_cancel_leaves_no_trace() -> None:
+    # GIVEN a dispatcher that turns any cancellation into a failure of its own
+    queue = VisibilityQueue(visibility_timeout=1)
+    message_id = queue.send("swallowed")
+    started = anyio.Event()
+    cancelled = anyio.Event()
+
+    class SwallowingDispatcher:
+        operation = None
+
+        async def dispatch(self, message: Message) -> None:
+            started.set()
+            try:
+                await anyio.sleep_forever()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise HandlerFailed("interrupted", message_id=message.message_id) from None
+
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=SwallowingDispatcher(),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, failure_backoff_base=5.0),
+        visibility_timeout=1,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        with anyio.fail_after(10):
+            await started.wait()
+        # WHEN the lease is lost (the handle went stale) and the cancel is swallowed
+        queue._messages[message_id].receipt = "someone-else"
+        with anyio.fail_after(20):
+            await cancelled.wait()
+        for _ in range(10):
+            await anyio.lowlevel.checkpoint()
+        # THEN the message is forgotten: not in the lost set, not held, not failed or
+        # backed off with a handle that is no longer ours
+        lost = set(consumer._lost)
+        consumer.stop()
+    stats = consumer.stats
+    assert lost == set()
+    assert consumer.in_flight == 0
+    assert (stats.lease_lost, stats.failed, stats.backed_off) == (1, 0, 0)
