@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """The other commands' parsers, each in its own module."""
     found = []
-    for module_name in ("_cli_bench", "_cli_loop", "_cli_deploy"):
+    for module_name in ("_cli_bench", "_cli_loop", "_cli_deploy", "_cli_redrive"):
         try:
             module = __import__(f"asyncloop.{module_name}", fromlist=["register"])
         except ImportError as exc:  # an optional command whose dependencies are missing
