@@ -16,7 +16,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 from ._config import (
@@ -24,6 +26,7 @@ from ._config import (
     ConsumerConfig,
     LambdaConfig,
     _check_choice,
+    _check_range,
     parse_bool,
     parse_value,
     validate_queue_url,
@@ -154,6 +157,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _switch(run, "--until-empty", "stop once the queue answers empty and nothing is in flight")
     _option(run, "--duration", float, help="stop after this many seconds")
     _switch(run, "--json", "print the statistics as one JSON object, all of stdout")
+    _add_observe(run)
     run.set_defaults(handler_fn=_cmd_run)
 
 
@@ -179,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """The other commands' parsers, each in its own module."""
     found = []
-    for module_name in ("_cli_bench", "_cli_loop", "_cli_deploy"):
+    for module_name in ("_cli_bench", "_cli_loop", "_cli_deploy", "_cli_redrive"):
         try:
             module = __import__(f"asyncloop.{module_name}", fromlist=["register"])
         except ImportError as exc:  # an optional command whose dependencies are missing
@@ -311,11 +315,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             from ._dispatch import load_handler
 
             handler = load_handler(args.handler)
+        observe = _observe_options(args)
     except ConfigError as exc:
         return _usage_error(_flag_message(exc, args))
     try:
         stats, aborted = asyncio.run(
-            _run(queue_url, consumer_config, aws_config, lambda_config, handler)
+            _run(queue_url, consumer_config, aws_config, lambda_config, handler, observe)
         )
     except ConfigError as exc:
         return _usage_error(_flag_message(exc, args))
@@ -338,6 +343,7 @@ async def _run(
     aws_config: AwsConfig,
     lambda_config: LambdaConfig | None,
     handler: Callable[..., Any] | None,
+    observe: _Observe | None = None,
 ) -> tuple[Any, bool]:
     from ._aws import AioLambdaInvoker, AwsClients, SqsQueue
     from ._consumer import Consumer
@@ -372,7 +378,8 @@ async def _run(
         signals = _SignalStop(consumer.stop)
         with signals:
             try:
-                await consumer.run()
+                async with _observing(consumer, observe or _Observe(stats_interval=0)):
+                    await consumer.run()
             except asyncio.CancelledError:
                 if not signals.aborted:
                     raise
@@ -381,6 +388,87 @@ async def _run(
                 if task is not None:
                     task.uncancel()
         return consumer.stats, signals.aborted
+
+
+# -- run's self-reporting: the periodic stats line and the Prometheus endpoint ---------------
+
+
+def _add_observe(run: argparse.ArgumentParser) -> None:
+    _option(
+        run,
+        "--stats-interval",
+        float,
+        30.0,
+        "seconds between the INFO summary lines (rates, in flight, limit, p50/p99); 0: none",
+    )
+    _option(
+        run,
+        "--metrics-port",
+        int,
+        help="serve Prometheus metrics on this port (0: a free one; needs asyncloop[metrics])",
+    )
+    _option(run, "--metrics-host", default="127.0.0.1", help="the address --metrics-port binds")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Observe:
+    """`stats_interval` seconds (0: no stats line; else 0.01..86400, default 30);
+    `metrics_port` (None: no endpoint; 0..65535) on `metrics_host` (default 127.0.0.1)."""
+
+    stats_interval: float = 30.0
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if self.stats_interval != 0:
+            _check_range("stats_interval", self.stats_interval, 0.01, 86_400.0)
+        if self.metrics_port is not None:
+            _check_range("metrics_port", self.metrics_port, 0, 65_535)
+        if not self.metrics_host:
+            raise ConfigError("metrics_host must not be empty", field="metrics_host")
+
+
+def _observe_options(args: argparse.Namespace) -> _Observe:
+    """The flags' values, checked; a --metrics-port without prometheus-client is refused here,
+    before anything runs."""
+    observe = _Observe(
+        stats_interval=args.stats_interval,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+    )
+    if observe.metrics_port is not None:
+        from ._metrics import require
+
+        require()
+    return observe
+
+
+@asynccontextmanager
+async def _observing(consumer: Any, observe: _Observe) -> AsyncIterator[None]:
+    """Serve metrics and log the stats line while the block runs; both stop when it ends."""
+    import anyio
+
+    with ExitStack() as stack:
+        if observe.metrics_port is not None:
+            from ._metrics import MetricsServer
+
+            server = MetricsServer(consumer, host=observe.metrics_host, port=observe.metrics_port)
+            try:
+                stack.enter_context(server)
+            except OSError as exc:
+                raise AsyncloopError(
+                    f"--metrics-port: cannot listen on {observe.metrics_host}:"
+                    f"{observe.metrics_port}: {exc.strerror or exc}"
+                ) from exc
+        async with anyio.create_task_group() as group:
+            if observe.stats_interval > 0:
+                from ._stats_log import StatsReporter
+
+                group.start_soon(StatsReporter(consumer, observe.stats_interval).run)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
 
 
 class _SignalStop:

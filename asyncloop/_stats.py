@@ -8,6 +8,7 @@ few kilobytes as a hundred-message one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ("LatencyHistogram", "Stats")
@@ -68,6 +69,47 @@ class LatencyHistogram:
                 middle = _GROWTH ** (index + 0.5) / 1e6 if index else 0.5e-6
                 return min(max(middle, self.min), self.max)
         return self.max
+
+    # -- read-only views (the periodic stats line, the Prometheus collector) -----------------
+
+    def copy(self) -> LatencyHistogram:
+        """An independent snapshot of this histogram."""
+        other = LatencyHistogram()
+        other._counts = self._counts.copy()
+        other.count, other.total, other.min, other.max = self.count, self.total, self.min, self.max
+        return other
+
+    def since(self, earlier: LatencyHistogram) -> LatencyHistogram:
+        """What was recorded after the snapshot `earlier` (a `copy()` of this histogram).
+
+        The interval's min and max are not kept, so its percentiles are clamped to the
+        whole run's min and max instead: still within the 1% of the bucket width.
+        """
+        other = LatencyHistogram()
+        pairs = zip(self._counts, earlier._counts, strict=True)
+        other._counts = [now - then for now, then in pairs]
+        other.count = self.count - earlier.count
+        other.total = self.total - earlier.total
+        other.min, other.max = self.min, self.max
+        return other
+
+    def cumulative_counts(self, bounds: Sequence[float]) -> list[int]:
+        """For each bound (seconds, ascending), how many recordings were surely <= it.
+
+        A fine bucket counts under a bound when its upper edge is <= the bound, so a value
+        within 1% below a bound may be counted under the next one (never under a smaller one).
+        """
+        out: list[int] = []
+        seen = 0
+        index = 0
+        for bound in bounds:
+            micros = bound * 1e6
+            # Bucket i's upper edge is GROWTH**(i+1) us (bucket 0 also holds values below 1 us).
+            while index < _BUCKETS - 1 and _GROWTH ** (index + 1) <= micros:
+                seen += self._counts[index]
+                index += 1
+            out.append(seen)
+        return out
 
     def summary_ms(self) -> dict[str, float | None]:
         """``{"p50", "p95", "p99", "max"}`` in milliseconds (None when empty)."""
