@@ -560,7 +560,7 @@ def test_a_bad_value_is_named(fakes: Fakes, context: Callable[..., LambdaContext
     env = {**LOOP_ENV, "ASYNCLOOP_MAX_LOOPS": "0"}
     app = LoopApp(environ=env, runtime_factory=fakes.factory)
     try:
-        with pytest.raises(ConfigError, match=r"max_loops must be in 1\.\.1000, got 0"):
+        with pytest.raises(ConfigError, match=r"ASYNCLOOP_MAX_LOOPS must be in 1\.\.1000, got 0"):
             app.watchdog_handler({}, context())
     finally:
         app.close()
