@@ -50,9 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # one-line "asyncloop: error:" and exit code 2.
     parser.add_argument(
         "--target",
-        default="fake",
         metavar="fake|moto|fauxqs|aws",
-        help="where to run (default fake, with --http-check moto)",
+        help="where to run (default: fake, then the HTTP check on moto)",
     )
     parser.add_argument(
         "--profile",
@@ -64,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--http-check",
         metavar="moto|fauxqs|none",
         help="with the fake target: rerun the settings over real HTTP where the emulator's "
-        "ceiling allows (default moto; none on other targets)",
+        "ceiling allows (default moto without --target, else none)",
     )
     parser.add_argument("--messages", metavar="N", help="messages per run (default per target)")
     parser.add_argument("--receivers", metavar="LIST", help="receivers to sweep")
@@ -166,9 +165,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             raise BenchError(f"--worker-ms must be milliseconds, got {args.worker_ms!r}") from None
     check = args.http_check
     if check is None:
-        check = "moto" if args.target == "fake" else "none"
+        # The default command checks on moto; an explicit target runs only where it says.
+        check = "moto" if args.target is None else "none"
     return BenchConfig(
-        target=args.target,
+        target=args.target or "fake",
         profile=args.profile,
         http_check=None if check == "none" else check,
         invocation_type=args.invocation_type,

@@ -458,6 +458,15 @@ def write_plot(doc: dict[str, Any], path: Path) -> bool:
             label=f"{name}'s ceiling {emulator['msgs_s']:,.0f}",
         )
     rec = doc.get("recommendation")
+    sdk = rec.get("sdk_cpu_ceiling_msgs_s") if rec else None
+    if sdk:
+        ax_rate.axhline(
+            sdk,
+            color="tab:green",
+            linestyle="--",
+            linewidth=1,
+            label=f"aioboto3 CPU, one core (on AWS) {sdk:,.0f}",
+        )
     if rec:
         x, y = rec["setting"]["max_in_flight"], rec["msgs_s"]
         ax_rate.plot(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from asyncloop._cli_bench import register
+from asyncloop._cli_bench import config_from_args, register
 from bench._config import BenchConfig, BenchError, LatencyModel, Setting
 from bench._latency_profiles import PROFILES, get_profile
 from bench._recommend import Point, binding, ceilings, recommend
@@ -289,3 +289,13 @@ def test_compare_lines_rows_up_by_setting(one_repeat_doc: dict[str, Any]) -> Non
 
 def test_schema_versions_agree() -> None:
     assert SCHEMA_VERSION == REPORT_SCHEMA_VERSION == 2
+
+
+def test_no_flags_is_the_default_sweep_with_the_moto_check() -> None:
+    # GIVEN `asyncloop bench` with no flags, and with an explicit fake target
+    default = config_from_args(parse([])).resolved()
+    explicit = config_from_args(parse(["--target", "fake"]))
+    # THEN the default sweeps the fake under aws-like and checks on moto; the explicit one
+    # runs only where it was told
+    assert (default.target, default.profile, default.http_check) == ("fake", "aws-like", "moto")
+    assert explicit.http_check is None
