@@ -526,10 +526,12 @@ def _predicted_msgs_s(
         found = binding(bounds)
         return None if found is None else found[1]
     # The baselines: a batch of 10 per round of receive, invokes (in turn or gathered), delete.
+    # Another baseline is sized as a gathering one: a guess, but never the whole cap of
+    # messages at a sequential rate.
     per_batch = {
         "seed-sequential": receive + 10 * invoke + delete,
         "naive-gather": receive + invoke + delete,
-    }.get(contender)
+    }.get(contender, receive + invoke + delete)
     rates = [r for r in (cpu_ceiling, 10 / per_batch if per_batch else None) if r]
     return min(rates) if rates else None
 

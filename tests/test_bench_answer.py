@@ -299,3 +299,12 @@ def test_no_flags_is_the_default_sweep_with_the_moto_check() -> None:
     # runs only where it was told
     assert (default.target, default.profile, default.http_check) == ("fake", "aws-like", "moto")
     assert explicit.http_check is None
+
+
+def test_a_baseline_the_sizer_does_not_know_is_sized_like_a_gathering_one() -> None:
+    # GIVEN the default sweep's config and a baseline name the sizer has no formula for
+    config = BenchConfig().resolved()
+    known = _messages(config, _predicted_msgs_s(config, "naive-gather", None, 40_000.0))
+    other = _messages(config, _predicted_msgs_s(config, "some-new-baseline", None, 40_000.0))
+    # THEN it gets a run of about run_seconds, not the 20,000-message cap
+    assert other == known < config.n
