@@ -1,5 +1,6 @@
-# Two commands on a fresh machine: `make bench` (the default benchmark on an embedded moto
-# server) and `make test`. Both create the virtual environment on first use.
+# Two commands on a fresh machine: `make bench` (the default benchmark: a sweep on the fake
+# target under AWS-like latencies, checked over real HTTP on an embedded moto server, and a
+# recommendation) and `make test`. Both create the virtual environment on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,7 +10,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e . --group dev
+	# the plot extra: `make bench` draws plot.png (matplotlib)
+	$(PY) -m pip install --quiet -e ".[plot]" --group dev
 	# fauxqs (npm) for the fast-SQS tests and bench target; skipped where Node is missing
 	$(PY) -c "from asyncloop.testing import ensure_fauxqs, node_available; node_available() and ensure_fauxqs()"
 	touch $(STAMP)

@@ -21,14 +21,20 @@ if TYPE_CHECKING:
 __all__ = ("register",)
 
 _DESCRIPTION = """\
-Measure the consumer against a target and compare it with two baselines run on the same
-workload in the same invocation: seed-sequential (the seed's consumer.js: receive 10, invoke
-each in turn) and naive-gather (receive 10, gather, delete). With no flags: the moto target
-(an embedded moto server, no account needed), a small sweep, 3 repeats.
+Measure the consumer against a target and compare it with baselines run on the same workload
+in the same invocation: seed-sequential (the seed's consumer.js: receive 10, invoke each in
+turn) and naive-gather (receive 10, gather, delete).
+
+With no flags it answers "what should I set?" in about two minutes: max-in-flight 1..256 at
+1 and 4 receivers on the fake target under the aws-like latency profile, then the same
+settings over real HTTP on an embedded moto server where moto's own ceiling allows (the
+others are reported as emulator-bound), and a recommendation: the smallest setting within 5%
+of the best throughput, its p99, and the ceiling that bounds it.
 
 LIST is comma separated (1,16,64,256); the sweep is the product of --receivers,
 --max-in-flight and --batch-size. Latencies are milliseconds, fixed (50) or lognormal given
-p50:p99 (50:200). Defaults depend on the target (see bench/RESULTS.md).
+p50:p99 (50:200); they override the profile's. Defaults depend on the target (see
+bench/RESULTS.md, which also cites the aws-like figures).
 """
 
 
@@ -44,9 +50,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # one-line "asyncloop: error:" and exit code 2.
     parser.add_argument(
         "--target",
-        default="moto",
         metavar="fake|moto|fauxqs|aws",
-        help="where to run (default moto)",
+        help="where to run (default: fake, then the HTTP check on moto)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="aws-like",
+        metavar="aws-like|zero",
+        help="latency profile: per-operation latencies on fake, moto and fauxqs (default aws-like)",
+    )
+    parser.add_argument(
+        "--http-check",
+        metavar="moto|fauxqs|none",
+        help="with the fake target: rerun the settings over real HTTP where the emulator's "
+        "ceiling allows (default moto without --target, else none)",
     )
     parser.add_argument("--messages", metavar="N", help="messages per run (default per target)")
     parser.add_argument("--receivers", metavar="LIST", help="receivers to sweep")
@@ -59,16 +76,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="who deletes: the consumer, in batches (default), or the worker (the seed)",
     )
     parser.add_argument(
-        "--latency-ms", default="0", metavar="L", help="fake target: SQS latency per call"
+        "--latency-ms", metavar="L", help="SQS latency per call, instead of the profile's"
     )
     parser.add_argument(
         "--invoke-latency-ms",
-        default="0",
         metavar="L",
-        help="Invoke latency: the fake's, moto's side, the local Lambda endpoint's (fauxqs), "
-        "or the no-op function's sleep (aws)",
+        help="Invoke latency instead of the profile's (aws: the no-op function's sleep)",
     )
-    parser.add_argument("--repeats", default="3", metavar="K", help="repeats (default 3)")
+    parser.add_argument(
+        "--invocation-type",
+        default="Event",
+        metavar="Event|RequestResponse",
+        help="how the consumer invokes (default Event)",
+    )
+    parser.add_argument(
+        "--worker-ms",
+        metavar="MS",
+        help="the function's run time added to RequestResponse invokes (profile: 100)",
+    )
+    parser.add_argument("--repeats", default="1", metavar="K", help="repeats (default 1)")
     parser.add_argument(
         "--baselines",
         default="seed-sequential,naive-gather",
@@ -91,7 +117,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--compare",
         nargs=2,
         metavar=("A.json", "B.json"),
-        help="print the change per setting from A to B, and run nothing",
+        help="print the change per setting from A to B, and run nothing; refuses results "
+        "of different targets, profiles or workloads",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="--compare: compare different runs anyway"
     )
     parser.set_defaults(handler=run_bench_command)
 
@@ -115,6 +145,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     from bench._config import (
         BASELINES,
         BenchConfig,
+        BenchError,
         LatencyModel,
         parse_int_list,
         parse_names,
@@ -123,15 +154,32 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     def ints(value: str | None, flag: str) -> tuple[int, ...] | None:
         return None if value is None else parse_int_list(value, flag=flag)
 
+    def latency(value: str | None, flag: str) -> LatencyModel | None:
+        return None if value is None else LatencyModel.parse(value, flag=flag)
+
+    worker_ms = None
+    if args.worker_ms is not None:
+        try:
+            worker_ms = float(args.worker_ms)
+        except ValueError:
+            raise BenchError(f"--worker-ms must be milliseconds, got {args.worker_ms!r}") from None
+    check = args.http_check
+    if check is None:
+        # The default command checks on moto; an explicit target runs only where it says.
+        check = "moto" if args.target is None else "none"
     return BenchConfig(
-        target=args.target,
+        target=args.target or "fake",
+        profile=args.profile,
+        http_check=None if check == "none" else check,
+        invocation_type=args.invocation_type,
+        worker_ms=worker_ms,
         messages=None if args.messages is None else _int(args.messages, "--messages"),
         receivers=ints(args.receivers, "--receivers"),
         max_in_flight=ints(args.max_in_flight, "--max-in-flight"),
         batch_size=ints(args.batch_size, "--batch-size"),
         delete_by=args.delete_by,
-        latency=LatencyModel.parse(args.latency_ms, flag="--latency-ms"),
-        invoke_latency=LatencyModel.parse(args.invoke_latency_ms, flag="--invoke-latency-ms"),
+        latency=latency(args.latency_ms, "--latency-ms"),
+        invoke_latency=latency(args.invoke_latency_ms, "--invoke-latency-ms"),
         repeats=_int(args.repeats, "--repeats"),
         baselines=parse_names(args.baselines, flag="--baselines", choices=BASELINES),
         endpoint_url=args.endpoint_url,
@@ -171,14 +219,14 @@ def _check_aws(config: BenchConfig, stdin: TextIO, stderr: TextIO) -> str | None
     return None
 
 
-def _compare(paths: list[str]) -> int:
+def _compare(paths: list[str], *, force: bool) -> int:
     from bench._report import compare, load_results
 
     try:
         before, after = (load_results(path) for path in paths)
+        print(compare(before, after, force=force))
     except ValueError as exc:
         return _error(str(exc))
-    print(compare(before, after))
     return 0
 
 
@@ -191,7 +239,7 @@ def run_bench_command(
     stdin = stdin if stdin is not None else sys.stdin
     stderr = stderr if stderr is not None else sys.stderr
     if args.compare:
-        return _compare(list(args.compare))
+        return _compare(list(args.compare), force=args.force)
     try:
         config = config_from_args(args)
         config.resolved()

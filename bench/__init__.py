@@ -10,6 +10,8 @@ Layout (httpcore's scripts/benchmark, split by job):
 - `_runner`: warm-up, calibration, the interleaved repeats, measurement, the summary.
 - `_report`: the table, results.json (`results.schema.json`), the plot, report.md, --compare.
 - `_server_process`: runs moto or the local Lambda endpoint in a child process.
+- `_latency_profiles`: the latency profiles (``--profile``: aws-like, zero).
+- `_recommend`: the recommendation rule and the ceilings that bound a setting.
 - `_profile`: cProfile of one consumer run (``python -m bench._profile``).
 - `micro/`: pytest-benchmark microbenchmarks of the hot path
   (``pytest bench/micro --benchmark-enable``).

@@ -1,8 +1,10 @@
 """The benchmark's parameters: one frozen dataclass, checked on construction, with target defaults.
 
 A parameter left as None takes its target's default (`TARGET_DEFAULTS`), so ``asyncloop bench``
-with no flags is a sensible, short run of the moto target, and ``--target fake`` a sensible
-run of the fake one. The sweep is the product of `receivers` x `max_in_flight` x `batch_size`.
+with no flags is the default sweep: the fake target under the ``aws-like`` latency profile,
+max-in-flight 1..256 at two receiver counts, each run sized to last about `run_seconds`, then
+real HTTP on moto at the settings moto's ceiling allows (`http_check`). The sweep is the
+product of `receivers` x `max_in_flight` x `batch_size`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Final, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from ._latency_profiles import Profile
 
 __all__ = (
     "AWS_MESSAGE_CAP",
@@ -120,7 +125,8 @@ class _Defaults:
 
 TARGET_DEFAULTS: Final[dict[str, _Defaults]] = {
     # The loop alone: fast enough for a wide sweep.
-    "fake": _Defaults(20_000, (1, 4, 16), (1, 16, 64, 256, 1024), (10,), 1_000, 1),
+    # `messages` is the cap of a run sized by `run_seconds` (see BenchConfig.messages).
+    "fake": _Defaults(20_000, (1, 4), (1, 2, 4, 8, 16, 32, 64, 128, 256), (10,), 1_000, 1),
     # moto's cost per request grows with its backlog: keep it near 100 (DESIGN.md). Sized so
     # that the default command (4 contenders x 3 repeats) ends in about two minutes: moto
     # serves about 150-250 msgs/s on two cores.
@@ -137,18 +143,32 @@ class BenchConfig:
     None means the target's default (see `TARGET_DEFAULTS`); `resolved()` fills them in.
     """
 
-    target: str = "moto"
+    target: str = "fake"
     messages: int | None = None
+    """Messages per run. None: the target's default; on the fake target, each run is sized to
+    last about `run_seconds` at the rate its setting's ceilings predict (200 to the target's
+    default of 20,000)."""
     receivers: tuple[int, ...] | None = None
     max_in_flight: tuple[int, ...] | None = None
     batch_size: tuple[int, ...] | None = None
     delete_by: Literal["consumer", "worker"] = "consumer"
-    latency: LatencyModel = field(default_factory=LatencyModel)
-    """The fake target's SQS latency per call (receive, delete, visibility change)."""
-    invoke_latency: LatencyModel = field(default_factory=LatencyModel)
-    """The dispatch (Invoke) latency: the fake's, moto's side of Invoke, the local Lambda
-    endpoint's (fauxqs), the no-op function's sleep (aws)."""
-    repeats: int = 3
+    profile: str = "aws-like"
+    """The latency profile (`bench._latency_profiles.PROFILES`): per-operation latencies
+    applied by the fake, or by a proxy in front of moto and fauxqs. Not applied on aws."""
+    latency: LatencyModel | None = None
+    """Overrides the profile's SQS latency per call (receive, delete, visibility change)."""
+    invoke_latency: LatencyModel | None = None
+    """Overrides the profile's Invoke latency (both invocation types); on aws, the no-op
+    function's sleep."""
+    worker_ms: float | None = None
+    """Overrides the profile's worker duration, added to RequestResponse invokes."""
+    invocation_type: Literal["Event", "RequestResponse"] = "Event"
+    repeats: int = 1
+    http_check: str | None = None
+    """With the fake target: also run the sweep's settings on this HTTP target (``moto``)
+    where its calibrated ceiling allows, and report where the emulator is the limit."""
+    run_seconds: float = 2.0
+    """How long a run sized by the fake target lasts, about (see `messages`)."""
     baselines: tuple[str, ...] = BASELINES
     endpoint_url: str | None = None
     region: str | None = None
@@ -198,6 +218,24 @@ class BenchConfig:
                     )
         if self.delete_by not in ("consumer", "worker"):
             raise BenchError(f"delete-by must be consumer or worker, got {self.delete_by!r}")
+        from ._latency_profiles import get_profile
+
+        get_profile(self.profile)
+        if self.invocation_type not in ("Event", "RequestResponse"):
+            raise BenchError(
+                f"invocation-type must be Event or RequestResponse, got {self.invocation_type!r}"
+            )
+        if self.worker_ms is not None and not 0 <= self.worker_ms <= 600_000:
+            raise BenchError(f"worker-ms must be in 0..600000, got {self.worker_ms}")
+        if self.http_check is not None and (
+            self.target != "fake" or self.http_check not in ("moto", "fauxqs")
+        ):
+            raise BenchError(
+                "http-check must be moto, fauxqs or none, and applies to the fake target only, "
+                f"got {self.http_check!r} with target {self.target}"
+            )
+        if not 0.1 <= self.run_seconds <= 600:
+            raise BenchError(f"run_seconds must be in 0.1..600, got {self.run_seconds}")
         if not 1 <= self.repeats <= 100:
             raise BenchError(f"repeats must be in 1..100, got {self.repeats}")
         for name in self.baselines:
@@ -224,7 +262,10 @@ class BenchConfig:
         d = TARGET_DEFAULTS[self.target]
         return replace(
             self,
-            messages=self.messages if self.messages is not None else d.messages,
+            # None stays None on the fake target: each run is then sized by `run_seconds`.
+            messages=(
+                self.messages if self.messages is not None or self.target == "fake" else d.messages
+            ),
             receivers=self.receivers or d.receivers,
             max_in_flight=self.max_in_flight or d.max_in_flight,
             batch_size=self.batch_size or d.batch_size,
@@ -236,9 +277,28 @@ class BenchConfig:
             ),
         )
 
+    def latency_profile(self) -> Profile:
+        """The profile with the `latency`, `invoke_latency` and `worker_ms` overrides."""
+        from ._latency_profiles import get_profile
+
+        return get_profile(self.profile).with_overrides(
+            sqs=self.latency, invoke=self.invoke_latency, worker_ms=self.worker_ms
+        )
+
+    def invoke_model(self) -> LatencyModel:
+        """Invoke's latency as the caller sees it, for this invocation type."""
+        return self.latency_profile().invoke(self.invocation_type)
+
+    @property
+    def sized_by_time(self) -> bool:
+        """Whether each run's messages come from `run_seconds` (the fake, no --messages)."""
+        return self.target == "fake" and self.messages is None
+
     @property
     def n(self) -> int:
-        assert self.messages is not None, "call resolved() first"
+        """Messages per run, or the cap of a run sized by `run_seconds`."""
+        if self.messages is None:
+            return TARGET_DEFAULTS[self.target].messages
         return self.messages
 
     def settings(self) -> list[Setting]:

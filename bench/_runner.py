@@ -6,6 +6,15 @@ at the N-th successful dispatch (the final flush of deletes is counted in CPU, n
 the same for every contender. Repeats are interleaved (repeat 1 of every contender, then
 repeat 2...), so a neighbour's load on this shared machine falls on all of them alike.
 
+On the fake target without ``--messages``, each run is sized to last about `run_seconds` at
+the rate its setting's ceilings predict (`_messages`), so a sweep from C=1 to C=256 under
+AWS-like latencies takes seconds per point, not minutes. With `http_check` (the default
+command), the sweep's settings are then run on moto too, where moto's calibrated ceiling
+leaves room; the others are reported as emulator-bound, not measured.
+
+After the sweep, `bench._recommend.recommend` picks the smallest setting within 5% of the best
+throughput and names the ceiling that bounds it.
+
 Measured per run:
 - msgs/s: N / time to the N-th success;
 - latency: receive to done and send (``SentTimestamp``) to done, merged over repeats;
@@ -44,13 +53,14 @@ import anyio
 from asyncloop import Consumer, ConsumerConfig, LatencyHistogram, Stats
 
 from ._baselines import BASELINE_RUNNERS
-from ._config import BenchConfig, BenchError, LatencyModel, Setting
+from ._config import BenchConfig, BenchError, Setting
+from ._recommend import Point, binding, ceilings, recommend
 from ._targets import FakeTarget, Target, make_target
 from ._workload import BODY_BYTES, Tracker
 
 __all__ = ("SCHEMA_VERSION", "Progress", "RunResult", "run_bench")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 CONTENDER: Final = "asyncloop"
 # Operations that are the contender's own SQS calls (not the feeder's, not the worker's).
 SQS_OPERATIONS: Final = ("ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch")
@@ -59,6 +69,12 @@ _BASELINE_CONCURRENCY: Final = {"seed-sequential": 1, "naive-gather": 10}
 # The fake target's CPU-ceiling calibration: a zero-latency consumer at its fastest measured
 # setting (R=4 C=256 beat R=8 and C=64/1024 here: more receivers cost more per message).
 _CPU_CEILING_SETTING: Final = Setting(4, 256, 10)
+# A run sized by time has at least this many messages: fewer make a noisy rate.
+_MIN_SIZED_MESSAGES: Final = 50
+# The HTTP check runs a setting on the emulator only if the fake measured it below this
+# share of the emulator's ceiling: above it, the emulator, not the loop, would be measured.
+HTTP_CHECK_SHARE: Final = 0.7
+_HTTP_CHECK_MESSAGES: Final = (100, 400)
 
 
 class Progress:
@@ -185,7 +201,7 @@ def _run_timeout(config: BenchConfig, n: int) -> float:
     if config.run_timeout_s is not None:
         return config.run_timeout_s
     # Generous: a sequential loop at the invoke latency plus 20 ms a call, three times over.
-    return max(120.0, 3.0 * n * (config.invoke_latency.mean_s + 0.02))
+    return max(120.0, 3.0 * n * (config.invoke_model().mean_s + 0.02))
 
 
 async def _measure(
@@ -382,6 +398,7 @@ def _summarise(
     invoke_latency_s: float,
     cpu_ceiling: float | None,
     emulator_ceiling: float | None,
+    receivers_ceiling: float | None = None,
 ) -> dict[str, Any]:
     rates = [run.msgs_s for run in runs]
     succeeded = sum(run.succeeded for run in runs)
@@ -402,13 +419,18 @@ def _summarise(
     median = statistics.median(rates)
     little: dict[str, Any] | None = None
     c_over_l = concurrency / invoke_latency_s if invoke_latency_s > 0 else None
-    bounds = [b for b in (c_over_l, cpu_ceiling, emulator_ceiling) if b is not None]
+    bounds = [
+        b for b in (c_over_l, receivers_ceiling, cpu_ceiling, emulator_ceiling) if b is not None
+    ]
     if bounds:
         ceiling = min(bounds)
         little = {
             "concurrency": concurrency,
             "latency_s": round(invoke_latency_s, 6),
             "c_over_l": None if c_over_l is None else round(c_over_l, 3),
+            "receivers_ceiling_msgs_s": (
+                None if receivers_ceiling is None else round(receivers_ceiling, 3)
+            ),
             "cpu_ceiling_msgs_s": None if cpu_ceiling is None else round(cpu_ceiling, 3),
             "emulator_ceiling_msgs_s": (
                 None if emulator_ceiling is None else round(emulator_ceiling, 3)
@@ -451,6 +473,8 @@ def _summarise(
             round(median / emulator_ceiling, 4) if emulator_ceiling else None
         ),
         "ratio_to": {},
+        "of_best": None,
+        "bound": None,
     }
 
 
@@ -458,13 +482,15 @@ async def _fake_cpu_ceiling(config: BenchConfig, progress: Progress | None) -> d
     """The loop's own ceiling on the fake target: a zero-latency consumer, median of 3."""
     zero = replace(
         config,
-        latency=LatencyModel(),
-        invoke_latency=LatencyModel(),
+        profile="zero",
+        latency=None,
+        invoke_latency=None,
+        worker_ms=None,
         delete_by="consumer",
         backlog=max(config.backlog or 0, 2 * _CPU_CEILING_SETTING.max_in_flight),
     )
     target = FakeTarget(zero)
-    n = min(max(config.n, 5_000), 50_000)
+    n = 5_000 if config.sized_by_time else min(max(config.n, 5_000), 50_000)
     rates = []
     cpu = []
     for repeat in range(3):
@@ -483,6 +509,40 @@ async def _fake_cpu_ceiling(config: BenchConfig, progress: Progress | None) -> d
     }
 
 
+def _predicted_msgs_s(
+    config: BenchConfig, contender: str, setting: Setting | None, cpu_ceiling: float | None
+) -> float | None:
+    """The rate the ceilings predict for a contender (None: nothing bounds it)."""
+    profile = config.latency_profile()
+    invoke, receive, delete = (
+        config.invoke_model().mean_s,
+        profile.receive.mean_s,
+        profile.delete.mean_s,
+    )
+    if setting is not None:
+        bounds = ceilings(
+            setting, hold_s=receive + invoke, receive_s=receive, cpu_msgs_s=cpu_ceiling
+        )
+        found = binding(bounds)
+        return None if found is None else found[1]
+    # The baselines: a batch of 10 per round of receive, invokes (in turn or gathered), delete.
+    # Another baseline is sized as a gathering one: a guess, but never the whole cap of
+    # messages at a sequential rate.
+    per_batch = {
+        "seed-sequential": receive + 10 * invoke + delete,
+        "naive-gather": receive + invoke + delete,
+    }.get(contender, receive + invoke + delete)
+    rates = [r for r in (cpu_ceiling, 10 / per_batch if per_batch else None) if r]
+    return min(rates) if rates else None
+
+
+def _messages(config: BenchConfig, predicted: float | None) -> int:
+    """Messages for one run: fixed, or sized to last about `run_seconds` (see the module)."""
+    if not config.sized_by_time or predicted is None:
+        return config.n
+    return int(min(config.n, max(_MIN_SIZED_MESSAGES, predicted * config.run_seconds)))
+
+
 async def run_bench(
     config: BenchConfig,
     *,
@@ -492,11 +552,12 @@ async def run_bench(
 ) -> dict[str, Any]:
     """Run the whole benchmark described by `config`; return the results document."""
     config = config.resolved()
-    n = config.n
     settings = config.settings()
     contenders: list[tuple[str, Setting | None]] = [(CONTENDER, s) for s in settings]
     contenders += [(name, None) for name in config.baselines]
     steps = 1 + len(contenders) * config.repeats + (1 if config.calibrate else 0)
+    if config.http_check:
+        steps += 2 + len(settings)
     progress = Progress(steps, progress_stream)
     machine = _machine()
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -506,9 +567,11 @@ async def run_bench(
     if on_target is not None:
         on_target(target)
     async with target:
-        # Warm-up: imports, connection pools, moto's first-request costs. Not recorded.
-        warm_n = max(1, min(n, config.warmup_messages))
-        await _measure(target, config, contenders[0][0], contenders[0][1], warm_n, -1)
+        # Warm-up: imports, connection pools, moto's first-request costs. Not recorded. At
+        # the widest setting: the fastest, so it costs the least time.
+        widest = max(settings, key=lambda s: (s.max_in_flight, s.receivers))
+        warm_n = max(1, min(config.n, config.warmup_messages))
+        await _measure(target, config, CONTENDER, widest, warm_n, -1)
         progress.step("warm-up", f"{warm_n} messages")
         if config.calibrate:
             if config.target == "fake":
@@ -516,8 +579,16 @@ async def run_bench(
             else:
                 calibration = await target.calibrate()
                 progress.step("calibration", _describe_calibration(calibration))
+        cpu_ceiling = _cpu_ceiling(config, calibration)
+        sizes = {
+            (contender, setting): _messages(
+                config, _predicted_msgs_s(config, contender, setting, cpu_ceiling)
+            )
+            for contender, setting in contenders
+        }
         for repeat in range(config.repeats):
             for contender, setting in contenders:
+                n = sizes[(contender, setting)]
                 run = await _measure(target, config, contender, setting, n, repeat)
                 runs.append(run)
                 label = setting.label if setting is not None else contender
@@ -527,8 +598,70 @@ async def run_bench(
                     f"{run.msgs_s:,.0f} msgs/s{state} (repeat {repeat + 1}/{config.repeats})",
                 )
         description = target.describe()
+    check: dict[str, Any] | None = None
+    if config.http_check:
+        check = await _http_check(config, runs, progress)
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return _document(config, runs, calibration, machine, description, created_at, argv)
+    return _document(config, runs, calibration, machine, description, created_at, argv, check)
+
+
+async def _http_check(
+    config: BenchConfig, fake_runs: list[RunResult], progress: Progress
+) -> dict[str, Any]:
+    """The sweep's settings on the HTTP target where its ceiling allows (see the module)."""
+    check_config = replace(
+        config,
+        target=config.http_check or "moto",
+        http_check=None,
+        messages=_HTTP_CHECK_MESSAGES[1],
+        baselines=(),
+        repeats=1,
+    ).resolved()
+    by_setting: dict[Setting, list[float]] = {}
+    for run in fake_runs:
+        if run.contender == CONTENDER and run.setting is not None:
+            by_setting.setdefault(run.setting, []).append(run.msgs_s)
+    fake_rate = {s: statistics.median(r) for s, r in by_setting.items()}
+    runs: list[RunResult] = []
+    skipped: list[dict[str, Any]] = []
+    target = make_target(check_config)
+    async with target:
+        first = min(fake_rate, key=lambda s: (s.max_in_flight, s.receivers))
+        await _measure(target, check_config, CONTENDER, first, 50, -1)
+        progress.step(f"{check_config.target} warm-up", "50 messages")
+        calibration = await target.calibrate()
+        progress.step(f"{check_config.target} calibration", _describe_calibration(calibration))
+        emulator = calibration.get("emulator_ceiling") or {}
+        ceiling = float(emulator.get("msgs_s") or 0.0)
+        threshold = HTTP_CHECK_SHARE * ceiling
+        low, high = _HTTP_CHECK_MESSAGES
+        for setting in sorted(fake_rate, key=lambda s: (s.receivers, s.max_in_flight)):
+            rate = fake_rate[setting]
+            if rate > threshold:
+                skipped.append({"label": setting.label, "fake_msgs_s": round(rate, 3)})
+                progress.step(
+                    f"{check_config.target} {setting.label}",
+                    f"skipped: the fake's {rate:,.0f} msgs/s is above {threshold:,.0f}",
+                )
+                continue
+            n = int(min(high, max(low, rate * config.run_seconds)))
+            run = await _measure(target, check_config, CONTENDER, setting, n, 0)
+            runs.append(run)
+            progress.step(f"{check_config.target} {setting.label}", f"{run.msgs_s:,.0f} msgs/s")
+        description = target.describe()
+    results = _results(check_config, runs, calibration)
+    for result in results:
+        setting = Setting(**result["setting"])
+        fake = fake_rate.get(setting)
+        median = result["summary"]["msgs_s"]["median"]
+        result["summary"]["ratio_to"] = {"fake": round(median / fake, 3) if fake else None}
+    return {
+        "target": description,
+        "calibration": calibration,
+        "threshold_msgs_s": round(threshold, 3),
+        "results": results,
+        "skipped": skipped,
+    }
 
 
 def _describe_calibration(calibration: dict[str, Any]) -> str:
@@ -559,11 +692,61 @@ def _document(
     target: dict[str, Any],
     created_at: str,
     argv: list[str] | None,
+    check: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    latency_s = config.invoke_model().mean_s
+    results = _results(config, runs, calibration)
+    recommendation = _recommendation(config, results, calibration, check)
+    return {
+        "schema": "asyncloop-bench",
+        "schema_version": SCHEMA_VERSION,
+        "created_at": created_at,
+        "command": argv,
+        "machine": machine,
+        "versions": _versions(config.target),
+        "target": target,
+        "parameters": {
+            "target": config.target,
+            "profile": config.latency_profile().to_dict(),
+            "messages": config.n,
+            "sized_by_time": config.sized_by_time,
+            "run_seconds": config.run_seconds,
+            "receivers": list(config.receivers or ()),
+            "max_in_flight": list(config.max_in_flight or ()),
+            "batch_size": list(config.batch_size or ()),
+            "delete_by": config.delete_by,
+            "invoke_latency_ms": str(config.invoke_model()),
+            "invoke_latency_mean_s": round(latency_s, 6),
+            "slot_latency_mean_s": round(latency_s + config.latency_profile().receive.mean_s, 6),
+            "repeats": config.repeats,
+            "baselines": list(config.baselines),
+            "http_check": config.http_check,
+            "endpoint_url": config.endpoint_url,
+            "region": config.region,
+            "backlog": config.backlog,
+            "wait_time_seconds": config.wait_time_seconds,
+            "warmup_messages": config.warmup_messages,
+            "body_bytes": BODY_BYTES,
+            "invocation_type": config.invocation_type,
+            "payload": "seed",
+        },
+        "calibration": calibration,
+        "results": results,
+        "recommendation": recommendation,
+        "http_check": check,
+    }
+
+
+def _results(
+    config: BenchConfig, runs: list[RunResult], calibration: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One entry per contender and setting: its summary (with ceilings) and its runs."""
     cpu_ceiling = _cpu_ceiling(config, calibration)
     emulator = calibration.get("emulator_ceiling")
     emulator_ceiling = float(emulator["msgs_s"]) if emulator else None
-    latency_s = config.invoke_latency.mean_s
+    receive_s = config.latency_profile().receive.mean_s
+    # L of Little's law: a slot is held over the receive and the invoke (see _recommend).
+    latency_s = receive_s + config.invoke_model().mean_s
     groups: dict[tuple[str, Setting | None], list[RunResult]] = {}
     for run in runs:
         groups.setdefault((run.contender, run.setting), []).append(run)
@@ -572,13 +755,31 @@ def _document(
         concurrency = (
             setting.max_in_flight if setting is not None else _BASELINE_CONCURRENCY[contender]
         )
+        receivers_ceiling = (
+            setting.receivers * setting.batch_size / receive_s
+            if setting is not None and receive_s > 0
+            else None
+        )
         summary = _summarise(
             group,
             concurrency=concurrency,
             invoke_latency_s=latency_s,
             cpu_ceiling=cpu_ceiling,
             emulator_ceiling=emulator_ceiling,
+            receivers_ceiling=receivers_ceiling,
         )
+        if setting is not None:
+            found = binding(
+                ceilings(
+                    setting,
+                    hold_s=latency_s,
+                    receive_s=receive_s,
+                    cpu_msgs_s=cpu_ceiling,
+                    emulator_msgs_s=emulator_ceiling,
+                )
+            )
+            if found is not None:
+                summary["bound"] = {"name": found[0], "msgs_s": round(found[1], 3)}
         results.append(
             {
                 "contender": contender,
@@ -603,35 +804,55 @@ def _document(
         result["summary"]["ratio_to"] = {
             name: round(median / value, 3) if value else None for name, value in baselines.items()
         }
+    best = max((r["summary"]["msgs_s"]["median"] for r in results), default=0.0)
+    for result in results:
+        median = result["summary"]["msgs_s"]["median"]
+        result["summary"]["of_best"] = round(median / best, 4) if best else None
+    return results
+
+
+def _recommendation(
+    config: BenchConfig,
+    results: list[dict[str, Any]],
+    calibration: dict[str, Any],
+    check: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The recommendation record: `bench._recommend.recommend` over the consumer's points."""
+    points = {}
+    for r in results:
+        if r["kind"] != "consumer":
+            continue
+        point = Point(
+            setting=Setting(**r["setting"]),
+            msgs_s=r["summary"]["msgs_s"]["median"],
+            p99_ms=r["summary"]["latency_ms"]["receive_to_done"]["p99"],
+            complete=r["summary"]["complete"],
+        )
+        points[point.setting] = (point, r)
+    chosen = recommend([point for point, _ in points.values()])
+    if chosen is None:
+        return None
+    summary = points[chosen.point.setting][1]["summary"]
+    sdk_ceiling = None
+    floor = ((check or {}).get("calibration") or calibration).get("sdk_floor")
+    if floor and floor.get("us_per_message"):
+        sdk_ceiling = round(1e6 / float(floor["us_per_message"]), 1)
+    emulator = ((check or {}).get("calibration") or calibration).get("emulator_ceiling")
     return {
-        "schema": "asyncloop-bench",
-        "schema_version": SCHEMA_VERSION,
-        "created_at": created_at,
-        "command": argv,
-        "machine": machine,
-        "versions": _versions(config.target),
-        "target": target,
-        "parameters": {
-            "target": config.target,
-            "messages": config.n,
-            "receivers": list(config.receivers or ()),
-            "max_in_flight": list(config.max_in_flight or ()),
-            "batch_size": list(config.batch_size or ()),
-            "delete_by": config.delete_by,
-            "latency_ms": str(config.latency),
-            "invoke_latency_ms": str(config.invoke_latency),
-            "invoke_latency_mean_s": round(latency_s, 6),
-            "repeats": config.repeats,
-            "baselines": list(config.baselines),
-            "endpoint_url": config.endpoint_url,
-            "region": config.region,
-            "backlog": config.backlog,
-            "wait_time_seconds": config.wait_time_seconds,
-            "warmup_messages": config.warmup_messages,
-            "body_bytes": BODY_BYTES,
-            "invocation_type": "Event",
-            "payload": "seed",
+        "rule": "the smallest setting (by max in flight, then receivers, then batch size) "
+        f"whose median msgs/s is within {chosen.tolerance:.0%} of the best",
+        "tolerance": chosen.tolerance,
+        "label": chosen.point.setting.label,
+        "setting": {
+            "receivers": chosen.point.setting.receivers,
+            "max_in_flight": chosen.point.setting.max_in_flight,
+            "batch_size": chosen.point.setting.batch_size,
         },
-        "calibration": calibration,
-        "results": results,
+        "msgs_s": chosen.point.msgs_s,
+        "p99_ms": chosen.point.p99_ms,
+        "best_label": chosen.best.setting.label,
+        "best_msgs_s": chosen.best.msgs_s,
+        "bound": summary["bound"],
+        "sdk_cpu_ceiling_msgs_s": sdk_ceiling,
+        "emulator_ceiling_msgs_s": None if not emulator else emulator.get("msgs_s"),
     }

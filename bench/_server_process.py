@@ -1,10 +1,15 @@
-"""Runs one emulator in a child process, so its CPU is not the bench's: ``python _server_process.py
-KIND LATENCY``.
+"""Runs one emulator in a child process, so its CPU is not the bench's:
+``python _server_process.py KIND ARGS...``.
 
-KIND is ``moto`` (asyncloop.testing.MotoServer: SQS, Lambda without Docker, IAM; LATENCY is
-added on moto's side of every Invoke, in moto's request thread) or ``lambda``
-(asyncloop.testing's LambdaServer, the local Invoke endpoint paired with fauxqs). LATENCY is
-milliseconds, ``50`` or ``50:200`` (p50:p99, lognormal). Both bind 127.0.0.1 on a free port.
+- ``moto``: asyncloop.testing.MotoServer (SQS, Lambda without Docker, IAM).
+- ``lambda LATENCY``: asyncloop.testing's LambdaServer, the local Invoke endpoint paired with
+  fauxqs; LATENCY is each Invoke's.
+- ``proxy UPSTREAM LATENCIES``: a latency-injecting `asyncloop.testing.FaultProxy` in front
+  of UPSTREAM (moto or fauxqs). A process of its own: sharing moto's GIL, it would slow both.
+
+LATENCIES is a JSON object, operation -> milliseconds (``"15"`` fixed or ``"15:60"``
+p50:p99, lognormal), as `bench._latency_profiles.Profile.proxy_latencies` gives it; LATENCY
+one such value. Everything binds 127.0.0.1 on a free port.
 
 Prints one JSON line, ``{"endpoint_url": ..., "pid": ...}``, once it answers; stops when its
 stdin closes (the parent exited or is done), so it never outlives the bench.
@@ -16,58 +21,73 @@ import asyncio
 import json
 import os
 import sys
-import time
 from typing import Any
 
 
-def _sampler(text: str) -> Any:
+def _sampler(text: str, seed: int) -> Any:
     # Imported here so the parent's import of bench does not depend on this script.
     from bench._config import LatencyModel
 
-    return LatencyModel.parse(text, flag="invoke latency").sampler(seed=os.getpid())
+    return LatencyModel.parse(text, flag="latency").sampler(seed=seed)
 
 
-def _serve_moto(latency_text: str) -> None:
-    from asyncloop.testing._moto import MotoServer
+def _samplers(latencies_json: str) -> dict[str, Any]:
+    latencies = json.loads(latencies_json)
+    out = {}
+    for index, (operation, text) in enumerate(sorted(latencies.items())):
+        sampler = _sampler(text, os.getpid() * 16 + index)
+        if sampler:
+            out[operation] = sampler
+    return out
 
-    latency = _sampler(latency_text)
-    if latency:
-        from moto.awslambda.responses import LambdaResponse
 
-        original = LambdaResponse.invoke
+async def _until_stdin_closes() -> None:
+    loop = asyncio.get_running_loop()
+    closed = asyncio.Event()
+    loop.add_reader(sys.stdin.fileno(), lambda: closed.set() if not os.read(0, 4096) else None)
+    await closed.wait()
 
-        def invoke(self: Any) -> Any:
-            # Sleeps in moto's request thread: a stand-in for a function's run time.
-            time.sleep(latency() if callable(latency) else latency)
-            return original(self)
 
-        LambdaResponse.invoke = invoke  # type: ignore[method-assign]
+async def _serve_proxy(upstream: str, latencies_json: str) -> None:
+    from asyncloop.testing import FaultProxy
+
+    async with FaultProxy(upstream, latency=_samplers(latencies_json)) as proxy:
+        print(json.dumps({"endpoint_url": proxy.endpoint_url, "pid": os.getpid()}), flush=True)
+        await _until_stdin_closes()
+
+
+def _serve_moto() -> None:
+    from asyncloop.testing import MotoServer
+
     with MotoServer() as server:
         print(json.dumps({"endpoint_url": server.endpoint_url, "pid": os.getpid()}), flush=True)
         sys.stdin.read()
 
 
 async def _serve_lambda(latency_text: str) -> None:
-    from asyncloop.testing._lambda_server import LambdaServer
+    from asyncloop.testing import LambdaServer
 
-    latency = _sampler(latency_text)
+    latency = _sampler(latency_text, os.getpid())
     async with LambdaServer(latency=latency, functions=["asyncloop-bench"]) as server:
         print(json.dumps({"endpoint_url": server.endpoint_url, "pid": os.getpid()}), flush=True)
-        loop = asyncio.get_running_loop()
-        closed = asyncio.Event()
-        loop.add_reader(sys.stdin.fileno(), lambda: closed.set() if not os.read(0, 4096) else None)
-        await closed.wait()
+        await _until_stdin_closes()
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("moto", "lambda"):
-        print("usage: _server_process.py moto|lambda LATENCY_MS", file=sys.stderr)
+    usage = "usage: _server_process.py moto | lambda LATENCY | proxy UPSTREAM LATENCIES"
+    if not argv or argv[0] not in ("moto", "lambda", "proxy"):
+        print(usage, file=sys.stderr)
         return 2
-    kind, latency = argv
-    if kind == "moto":
-        _serve_moto(latency)
+    kind, *args = argv
+    if kind == "moto" and not args:
+        _serve_moto()
+    elif kind == "lambda" and len(args) == 1:
+        asyncio.run(_serve_lambda(args[0]))
+    elif kind == "proxy" and len(args) == 2:
+        asyncio.run(_serve_proxy(args[0], args[1]))
     else:
-        asyncio.run(_serve_lambda(latency))
+        print(usage, file=sys.stderr)
+        return 2
     return 0
 
 

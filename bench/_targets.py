@@ -2,14 +2,16 @@
 
 ``fake``
     `BenchFakeQueue` and `asyncloop.testing.FakeLambda` in the bench's event loop, with the
-    latency model on each call: isolates the loop's own cost.
+    latency profile's figure on each call: isolates the loop's own cost.
 ``moto``
-    moto's server in a child process (`_server_process.py`; Lambda without Docker, the
-    invoke latency added on moto's side of Invoke), reached over real HTTP with aioboto3.
-    A child, not a thread: moto's CPU (and its GIL) stay out of the bench's measurements.
+    moto's server in a child process (`_server_process.py`; Lambda without Docker) behind a
+    latency-injecting `FaultProxy` in the same child, which holds each request for the
+    profile's figure for its operation; reached over real HTTP with aioboto3. A child, not a
+    thread: moto's CPU (and its GIL) stay out of the bench's measurements.
 ``fauxqs``
-    fauxqs (Node, `asyncloop.testing.FauxqsServer`) for SQS and asyncloop.testing's local
-    Lambda Invoke endpoint (`LambdaServer`, in a child process) for Lambda.
+    fauxqs (Node, `asyncloop.testing.FauxqsServer`) behind a latency proxy (a child process)
+    for SQS, and asyncloop.testing's local Lambda Invoke endpoint (`LambdaServer`, in a child
+    process, the profile's Invoke latency) for Lambda.
 ``aws``
     Real AWS (or any endpoint given with ``--endpoint-url``): creates a queue per run, a DLQ,
     a tiny no-op function and its role, all named with a unique prefix, and deletes them all
@@ -49,7 +51,8 @@ from asyncloop import AwsConfig, LambdaConfig, LambdaDispatcher, Message
 from asyncloop._payload import build_payload
 from asyncloop.testing import FakeLambda
 
-from ._config import BenchConfig, BenchError, LatencyModel
+from ._config import BenchConfig, BenchError
+from ._latency_profiles import OPERATIONS
 from ._workload import BenchFakeQueue, CountingQueue, Tracker, TrackingDispatcher, body
 
 __all__ = ("RunEnv", "Target", "make_target", "proc_cpu_seconds")
@@ -168,13 +171,12 @@ class FakeTarget(Target):
     @contextlib.asynccontextmanager
     async def run_env(self, n: int, tracker: Tracker) -> AsyncIterator[RunEnv]:
         config = self.config
-        sqs_latency = config.latency.sampler(seed=1)
+        profile = config.latency_profile()
         latency = {
-            op: sqs_latency
-            for op in ("ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch")
+            op: profile.sqs(op).sampler(seed=seed) for seed, op in enumerate(OPERATIONS, start=1)
         }
         queue = BenchFakeQueue(visibility_timeout=_FAKE_VISIBILITY_TIMEOUT, latency=latency)
-        lambda_ = FakeLambda(latency=config.invoke_latency.sampler(seed=2))
+        lambda_ = FakeLambda(latency=config.invoke_model().sampler(seed=len(OPERATIONS) + 1))
         if config.delete_by == "worker":
 
             async def worker(event: Any) -> None:
@@ -199,7 +201,9 @@ class FakeTarget(Target):
             tracker.sent += 1
         dispatcher = LambdaDispatcher(
             invoker=lambda_,
-            config=LambdaConfig(function_name=FUNCTION_NAME),
+            config=LambdaConfig(
+                function_name=FUNCTION_NAME, invocation_type=config.invocation_type
+            ),
             queue_url=queue.queue_url,
         )
         yield RunEnv(
@@ -215,9 +219,9 @@ class FakeTarget(Target):
 class _ChildServer:
     """`_server_process.py` in a child process: `start`, `endpoint_url`, `pid`, `stop`."""
 
-    def __init__(self, kind: str, latency: LatencyModel, *, start_timeout: float = 60.0) -> None:
+    def __init__(self, kind: str, args: list[str], *, start_timeout: float = 60.0) -> None:
         self.kind = kind
-        self.latency = latency
+        self.args = args
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoint_url = ""
@@ -225,7 +229,7 @@ class _ChildServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(_SERVER_SCRIPT), self.kind, str(self.latency)],
+            [sys.executable, str(_SERVER_SCRIPT), self.kind, *self.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -476,7 +480,9 @@ class _HttpTarget(Target):
 
         return LambdaDispatcher(
             invoker=AioLambdaInvoker(self.lambda_),
-            config=LambdaConfig(function_name=self.function_name),
+            config=LambdaConfig(
+                function_name=self.function_name, invocation_type=self.config.invocation_type
+            ),
             queue_url=url,
             region=self.region,
         )
@@ -700,7 +706,7 @@ class _HttpTarget(Target):
                     Code={"ZipFile": _handler_zip()},
                     Timeout=10,
                     MemorySize=128,
-                    Environment={"Variables": {"SLEEP_MS": str(self.config.invoke_latency.p50_ms)}},
+                    Environment={"Variables": {"SLEEP_MS": str(self._function_sleep_ms())}},
                 )
                 break
             except Exception as exc:
@@ -718,6 +724,15 @@ class _HttpTarget(Target):
             if state == "Active":
                 break
             await anyio.sleep(1)
+
+    def _function_sleep_ms(self) -> float:
+        # Only aws runs the function's code: its sleep is --invoke-latency-ms, else the
+        # profile's worker duration for RequestResponse (Event: the caller never waits).
+        if self.config.invoke_latency is not None:
+            return self.config.invoke_latency.p50_ms
+        if self.config.invocation_type == "RequestResponse":
+            return self.config.latency_profile().worker_ms
+        return 0.0
 
     async def _delete_created(self) -> list[str]:
         """Delete every resource this target created, newest first; returns what is left."""
@@ -744,15 +759,23 @@ class MotoTarget(_HttpTarget):
 
     def __init__(self, config: BenchConfig) -> None:
         super().__init__(config)
-        self._server = _ChildServer("moto", config.invoke_latency)
+        self._server = _ChildServer("moto", [])
+        self._proxy: _ChildServer | None = None
 
     async def _start(self) -> None:
         self._use_fake_credentials()
         self._stack.callback(self._server.stop)
         await anyio.to_thread.run_sync(self._server.start)
-        self.sqs_endpoint = self.lambda_endpoint = self._server.endpoint_url
-        if self._server.pid is not None:
-            self._server_pids.append(self._server.pid)
+        latencies = self.config.latency_profile().proxy_latencies(self.config.invocation_type)
+        proxy = self._proxy = _ChildServer(
+            "proxy", [self._server.endpoint_url, json.dumps(latencies)]
+        )
+        self._stack.callback(proxy.stop)
+        await anyio.to_thread.run_sync(proxy.start)
+        self.sqs_endpoint = self.lambda_endpoint = proxy.endpoint_url
+        for pid in (self._server.pid, proxy.pid):
+            if pid is not None:
+                self._server_pids.append(pid)
 
     async def _setup(self) -> None:
         await self._create_function(wait_for_role=0)
@@ -760,8 +783,9 @@ class MotoTarget(_HttpTarget):
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "server": "moto (child process, Lambda without Docker)",
-            "invoke_latency_ms": str(self.config.invoke_latency),
+            "server": "moto (child process, Lambda without Docker) behind a latency proxy "
+            "(its own child process)",
+            "profile": self.config.latency_profile().name,
         }
 
 
@@ -770,7 +794,8 @@ class FauxqsTarget(_HttpTarget):
 
     def __init__(self, config: BenchConfig) -> None:
         super().__init__(config)
-        self._lambda = _ChildServer("lambda", config.invoke_latency)
+        self._lambda = _ChildServer("lambda", [str(config.invoke_model())])
+        self._proxy: _ChildServer | None = None
         self._fauxqs: Any = None
 
     async def _start(self) -> None:
@@ -786,11 +811,19 @@ class FauxqsTarget(_HttpTarget):
         self._fauxqs = await self._stack.enter_async_context(FauxqsServer())
         self._stack.callback(self._lambda.stop)
         await anyio.to_thread.run_sync(self._lambda.start)
-        self.sqs_endpoint = self._fauxqs.endpoint_url
+        latencies = self.config.latency_profile().proxy_latencies(self.config.invocation_type)
+        latencies.pop("Invoke")
+        proxy = self._proxy = _ChildServer(
+            "proxy", [self._fauxqs.endpoint_url, json.dumps(latencies)]
+        )
+        self._stack.callback(proxy.stop)
+        await anyio.to_thread.run_sync(proxy.start)
+        self.sqs_endpoint = proxy.endpoint_url
         self.lambda_endpoint = self._lambda.endpoint_url
         for pid in (
             getattr(getattr(self._fauxqs, "_process", None), "pid", None),
             self._lambda.pid,
+            proxy.pid,
         ):
             if pid is not None:
                 self._server_pids.append(pid)
@@ -800,8 +833,9 @@ class FauxqsTarget(_HttpTarget):
 
         return {
             "name": self.name,
-            "server": f"fauxqs {FAUXQS_VERSION} (node) + asyncloop LambdaServer (child process)",
-            "invoke_latency_ms": str(self.config.invoke_latency),
+            "server": f"fauxqs {FAUXQS_VERSION} (node) behind a latency proxy + asyncloop "
+            "LambdaServer (child processes)",
+            "profile": self.config.latency_profile().name,
         }
 
 

@@ -22,7 +22,13 @@ from asyncloop._cli_bench import register, run_bench_command
 from asyncloop.testing import FakeQueue
 from bench._baselines import naive_gather, seed_sequential
 from bench._config import BenchConfig, BenchError, LatencyModel, parse_int_list, parse_names
-from bench._report import format_table, load_results, validate, write_outputs
+from bench._report import (
+    format_full_table,
+    format_table,
+    load_results,
+    validate,
+    write_outputs,
+)
 from bench._runner import Progress, run_bench
 from bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
 
@@ -44,6 +50,7 @@ def tiny(**overrides: Any) -> BenchConfig:
         "max_in_flight": (1, 16),
         "repeats": 2,
         "warmup_messages": 20,
+        "profile": "zero",
     }
     settings.update(overrides)
     return BenchConfig(**settings)
@@ -102,9 +109,15 @@ def test_latency_model_fixed_and_lognormal() -> None:
 
 
 def test_defaults_depend_on_the_target() -> None:
-    moto = BenchConfig().resolved()
-    assert moto.target == "moto"
+    default = BenchConfig().resolved()
+    assert (default.target, default.profile, default.repeats) == ("fake", "aws-like", 1)
+    # The default sweep: max-in-flight from 1 to a few hundred at two receiver counts.
+    assert default.max_in_flight == (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    assert default.receivers == (1, 4)
+    assert default.sized_by_time
+    moto = BenchConfig(target="moto").resolved()
     assert moto.backlog == 100
+    assert not moto.sized_by_time
     fake = BenchConfig(target="fake", receivers=(3,)).resolved()
     assert fake.receivers == (3,)
     assert fake.n > moto.n
@@ -189,6 +202,8 @@ def test_cli_runs_the_fake_target_and_writes_every_output(
             "none",
             "--invoke-latency-ms",
             "1:3",
+            "--http-check",
+            "none",
             "--out",
             str(out),
         ]
@@ -201,6 +216,8 @@ def test_cli_runs_the_fake_target_and_writes_every_output(
     doc = load_results(out / "results.json")
     validate(doc)
     assert doc["parameters"]["invoke_latency_ms"] == "1:3"
+    assert doc["parameters"]["profile"]["name"] == "aws-like+custom"
+    assert "recommendation: R=2 C=4 B=10" in printed.out
     assert (out / "report.md").read_text().startswith("# asyncloop bench: fake")
 
 
@@ -210,7 +227,7 @@ def test_compare_prints_the_change(
     # GIVEN two results files, the second twice as fast for one setting
     faster = copy.deepcopy(fake_doc)
     faster["results"][0]["summary"]["msgs_s"]["median"] *= 2
-    faster["parameters"]["messages"] = 999
+    faster["parameters"]["max_in_flight"] = [1, 16, 99]
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(fake_doc))
     b.write_text(json.dumps(faster))
@@ -221,7 +238,7 @@ def test_compare_prints_the_change(
     out = capsys.readouterr().out
     first = fake_doc["results"][0]["label"]
     assert any(first in line and "+100.0%" in line for line in out.splitlines())
-    assert "messages (120 -> 999)" in out
+    assert "max_in_flight ([1, 16] -> [1, 16, 99])" in out
 
 
 def test_compare_refuses_a_file_that_is_not_results(
@@ -275,7 +292,9 @@ def test_results_validate_against_the_schema(fake_doc: dict[str, Any]) -> None:
     "breakage",
     [
         lambda d: d.pop("machine"),
-        lambda d: d.__setitem__("schema_version", 2),
+        lambda d: d.__setitem__("schema_version", 1),
+        lambda d: d["parameters"]["profile"].pop("ReceiveMessage"),
+        lambda d: d["results"][0]["summary"].__setitem__("bound", 3),
         lambda d: d["results"][0]["summary"]["msgs_s"].pop("median"),
         lambda d: d["results"][0]["runs"][0].__setitem__("complete", "yes"),
         lambda d: d["parameters"].__setitem__("delete_by", "nobody"),
@@ -311,9 +330,12 @@ def test_outputs_include_a_real_png(tmp_path: Path, fake_doc: dict[str, Any]) ->
 
 def test_table_has_a_row_per_result(fake_doc: dict[str, Any]) -> None:
     table = format_table(fake_doc).splitlines()
-    assert table[0].startswith("contender")
-    assert "x seed-sequential" in table[0]
-    assert sum(1 for line in table if line.startswith(("asyncloop", "seed-", "naive-"))) == 6
+    header = next(line for line in table if line.startswith("setting"))
+    assert "[min-max]" in header  # two repeats: the spread is shown
+    assert sum(1 for line in table if line.startswith(("R=", "seed-", "naive-"))) == 6
+    full = format_full_table(fake_doc).splitlines()
+    assert full[0].startswith("contender")
+    assert "x seed-sequential" in full[0]
 
 
 def test_worker_deletes_on_the_fake_target() -> None:

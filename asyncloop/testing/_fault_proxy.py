@@ -27,6 +27,12 @@ Faults can be restricted to some operations (`Faults.operations`: the ``X-Amz-Ta
 action such as ``ReceiveMessage``, the query ``Action``, or Lambda's ``Invoke`` /
 ``GetFunction``) and/or path prefixes (`Faults.path_prefixes`). `FaultProxy.injected`
 counts the faults by kind.
+
+Latency: ``FaultProxy(upstream_url, latency={"ReceiveMessage": 0.015, "Invoke": draw})``
+holds each request of a listed operation for that many seconds (a float, or a callable drawn
+once per request) before it is forwarded or faulted, so an emulator answering in a millisecond
+looks like a service across a network. `FaultProxy.delayed` counts the delayed requests by
+operation. The benchmark's latency profiles use it in front of moto and fauxqs.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Literal, NoReturn, get_args
@@ -49,6 +55,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .._exceptions import ClosedError, ConfigError
+from ._fakes import Latency
 from ._loopback import serve_on_loopback
 
 __all__ = ("FaultKind", "FaultProxy", "Faults")
@@ -220,12 +227,22 @@ class FaultProxy:
 
     `faults` may be replaced while the proxy runs (e.g. set up queues with no faults, then
     turn them on). Counters: `requests` (received), `forwarded` (sent upstream), `injected`
-    (faults by kind), `injected_after_forward` (those applied after forwarding), and
-    `upstream_errors` (the upstream did not answer: relayed as 502).
+    (faults by kind), `injected_after_forward` (those applied after forwarding),
+    `upstream_errors` (the upstream did not answer: relayed as 502), and `delayed` (requests
+    held by `latency`, by operation).
+
+    `latency` maps an operation name (as `Faults.operations` names them) to seconds, fixed or
+    a callable drawn per request (default none); it may be replaced while the proxy runs.
+    A negative draw counts as 0.
     """
 
     def __init__(
-        self, upstream_url: str, *, faults: Faults | None = None, seed: int | None = None
+        self,
+        upstream_url: str,
+        *,
+        faults: Faults | None = None,
+        seed: int | None = None,
+        latency: Mapping[str, Latency] | None = None,
     ) -> None:
         upstream = URL(upstream_url)
         if upstream.scheme not in ("http", "https") or not upstream.host:
@@ -234,6 +251,8 @@ class FaultProxy:
             )
         self._upstream = str(upstream.with_path("").with_query(None).with_fragment(None))
         self.faults = faults if faults is not None else Faults()
+        self.latency: dict[str, Latency] = dict(latency or {})
+        self.delayed: dict[str, int] = {}
         self._random = random.Random(seed)
         self.requests = 0
         self.forwarded = 0
@@ -340,6 +359,13 @@ class FaultProxy:
         body = await request.read()
         faults = self.faults
         protocol, operation, namespace = _classify(request, body)
+        delay = self.latency.get(operation) if operation is not None else None
+        if delay is not None:
+            seconds = delay() if callable(delay) else delay
+            if operation is not None:
+                self.delayed[operation] = self.delayed.get(operation, 0) + 1
+            if seconds > 0:
+                await self._hold(request, seconds)
         kind = faults.draw(self._random) if faults.applies_to(operation, request.path) else None
         if kind is None:
             return await self._forward(request, body)

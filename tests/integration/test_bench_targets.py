@@ -18,7 +18,7 @@ from _moto import AdminClients
 
 from asyncloop._cli_bench import register
 from asyncloop.testing._fauxqs import node_available
-from bench._config import BenchConfig
+from bench._config import BenchConfig, LatencyModel
 from bench._report import load_results, validate
 from bench._runner import run_bench
 from bench._targets import AwsTarget, Target
@@ -226,3 +226,36 @@ async def test_aws_target_cancelled_mid_run_leaves_nothing_behind(
     # THEN the teardown deleted every one of them
     assert aws_target.left_behind == []
     assert await resources(aws_admin, aws_target.prefix) == []
+
+
+@pytest.mark.asyncio
+async def test_the_http_check_runs_on_moto_only_below_its_ceiling(aws_credentials: None) -> None:
+    # GIVEN a fake sweep with a slow setting (C=1, 100 ms invokes: about 10 msgs/s) and a fast
+    # one (C=256: thousands a second), and the HTTP check on moto
+    config = tiny(
+        "fake",
+        max_in_flight=(1, 256),
+        receivers=(1,),
+        baselines=(),
+        profile="zero",
+        invoke_latency=LatencyModel(100.0),
+        http_check="moto",
+    )
+    # WHEN the bench runs
+    with anyio.fail_after(120):
+        doc = await run_bench(config, progress_stream=io.StringIO())
+    validate(doc)
+    check = doc["http_check"]
+    threshold = check["threshold_msgs_s"]
+    # THEN the slow setting ran on moto over real HTTP, compared with the fake's rate
+    (ran,) = check["results"]
+    assert ran["label"] == "R=1 C=1 B=10"
+    assert ran["runs"][0]["complete"] is True
+    assert ran["summary"]["ratio_to"]["fake"] > 0
+    # AND the fast one, above the share of moto's ceiling, was reported, not run
+    assert [s["label"] for s in check["skipped"]] == ["R=1 C=256 B=10"]
+    assert check["skipped"][0]["fake_msgs_s"] > threshold
+    assert check["calibration"]["emulator_ceiling"]["msgs_s"] > 0
+    # AND the recommendation comes from the fake sweep, with the SDK's CPU from moto
+    assert doc["recommendation"]["label"] == "R=1 C=256 B=10"
+    assert doc["recommendation"]["sdk_cpu_ceiling_msgs_s"] > 0
