@@ -71,9 +71,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--repeats", default="3", metavar="K", help="repeats (default 3)")
     parser.add_argument(
         "--baselines",
-        default="seed-sequential,naive-gather",
+        default=None,
         metavar="LIST|none",
-        help="baselines to run too (default both)",
+        help="baselines to run too: seed-sequential, naive-gather, node-sqs-consumer (fauxqs "
+        "only); default all that apply to the target",
     )
     parser.add_argument(
         "--endpoint-url",
@@ -133,7 +134,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         latency=LatencyModel.parse(args.latency_ms, flag="--latency-ms"),
         invoke_latency=LatencyModel.parse(args.invoke_latency_ms, flag="--invoke-latency-ms"),
         repeats=_int(args.repeats, "--repeats"),
-        baselines=parse_names(args.baselines, flag="--baselines", choices=BASELINES),
+        baselines=None
+        if args.baselines is None
+        else parse_names(args.baselines, flag="--baselines", choices=BASELINES),
         endpoint_url=args.endpoint_url,
         region=args.region,
         out=args.out,

@@ -45,6 +45,13 @@ from asyncloop import Consumer, ConsumerConfig, LatencyHistogram, Stats
 
 from ._baselines import BASELINE_RUNNERS
 from ._config import BenchConfig, BenchError, LatencyModel, Setting
+from ._node_baseline import (
+    NODE_BASELINE,
+    baseline_setting,
+    node_consumer_for,
+    node_versions,
+    unavailable_reason,
+)
 from ._targets import FakeTarget, Target, make_target
 from ._workload import BODY_BYTES, Tracker
 
@@ -53,7 +60,14 @@ __all__ = ("SCHEMA_VERSION", "Progress", "RunResult", "run_bench")
 SCHEMA_VERSION: Final = 1
 CONTENDER: Final = "asyncloop"
 # Operations that are the contender's own SQS calls (not the feeder's, not the worker's).
-SQS_OPERATIONS: Final = ("ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch")
+SQS_OPERATIONS: Final = (
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+    # node-sqs-consumer's: one call per message.
+    "DeleteMessage",
+    "ChangeMessageVisibility",
+)
 # The baselines' concurrency, for their Little's-law ceiling.
 _BASELINE_CONCURRENCY: Final = {"seed-sequential": 1, "naive-gather": 10}
 # The fake target's CPU-ceiling calibration: a zero-latency consumer at its fastest measured
@@ -198,7 +212,10 @@ async def _measure(
 ) -> RunResult:
     tracker = Tracker(n)
     wait = config.wait_time_seconds if config.wait_time_seconds is not None else 1
-    async with target.run_env(n, tracker) as env:
+    async with (
+        target.run_env(n, tracker) as env,
+        node_consumer_for(contender, env, setting, config, n) as node,
+    ):
         loop = asyncio.get_running_loop()
         gc.collect()
         reset = _reset_peak_rss()
@@ -236,6 +253,9 @@ async def _measure(
                         tg.start_soon(stop_when_finished)
                         await consumer.run()
                         tg.cancel_scope.cancel()
+                elif node is not None:
+                    stats = Stats()
+                    await node.run(tracker=tracker, stats=stats)
                 else:
                     stats = Stats()
                     await BASELINE_RUNNERS[contender](
@@ -270,8 +290,9 @@ async def _measure(
         complete=complete,
         duration_s=(finished if complete and finished is not None else ended) - started,
         total_s=ended - started,
-        cpu_s=cpu1 - cpu0,
-        process_cpu_s=process1 - process0,
+        # The node baseline's CPU is its Node process's; the bench's own is in process_cpu_s.
+        cpu_s=cpu1 - cpu0 if node is None or node.cpu_s is None else node.cpu_s,
+        process_cpu_s=process1 - process0 + (0.0 if node is None else node.cpu_s or 0.0),
         server_cpu_s=None if server0 is None or server1 is None else server1 - server0,
         peak_rss_bytes=rss,
         calls=dict(tracker.calls),
@@ -301,6 +322,7 @@ def _versions(target: str) -> dict[str, str | None]:
         from asyncloop.testing._fauxqs import FAUXQS_VERSION
 
         out["fauxqs"] = FAUXQS_VERSION
+        out.update(node_versions())
         node = shutil.which("node")
         if node:
             try:
@@ -494,10 +516,20 @@ async def run_bench(
     config = config.resolved()
     n = config.n
     settings = config.settings()
+    skipped = unavailable_reason(config) if NODE_BASELINE in (config.baselines or ()) else None
+    if skipped is not None:
+        config = replace(
+            config, baselines=tuple(b for b in config.baselines or () if b != NODE_BASELINE)
+        )
     contenders: list[tuple[str, Setting | None]] = [(CONTENDER, s) for s in settings]
-    contenders += [(name, None) for name in config.baselines]
+    contenders += [
+        (name, baseline_setting(config) if name == NODE_BASELINE else None)
+        for name in config.baselines or ()
+    ]
     steps = 1 + len(contenders) * config.repeats + (1 if config.calibrate else 0)
     progress = Progress(steps, progress_stream)
+    if skipped is not None:
+        progress.note(f"skipping the {NODE_BASELINE} baseline: {skipped}")
     machine = _machine()
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     runs: list[RunResult] = []
@@ -622,7 +654,7 @@ def _document(
             "invoke_latency_ms": str(config.invoke_latency),
             "invoke_latency_mean_s": round(latency_s, 6),
             "repeats": config.repeats,
-            "baselines": list(config.baselines),
+            "baselines": list(config.baselines or ()),
             "endpoint_url": config.endpoint_url,
             "region": config.region,
             "backlog": config.backlog,

@@ -39,12 +39,13 @@ def tiny(target: str, **overrides: Any) -> BenchConfig:
     return BenchConfig(**settings)
 
 
-def check_complete(doc: dict[str, Any], messages: int) -> None:
+def check_complete(doc: dict[str, Any], messages: int, *, node: bool = False) -> None:
     validate(doc)
     assert [r["contender"] for r in doc["results"]] == [
         "asyncloop",
         "seed-sequential",
         "naive-gather",
+        *(["node-sqs-consumer"] if node else []),
     ]
     for result in doc["results"]:
         run = result["runs"][0]
@@ -87,8 +88,14 @@ async def test_moto_target_end_to_end(aws_credentials: None) -> None:
 async def test_fauxqs_target_end_to_end(aws_credentials: None) -> None:
     with anyio.fail_after(90):
         doc = await run_bench(tiny("fauxqs"), progress_stream=io.StringIO())
-    check_complete(doc, 40)
+    # THEN every contender consumed every message, node-sqs-consumer (its default baseline
+    # there) too, in the same run, at ceil(C / 10) instances of batch 10
+    check_complete(doc, 40, node=True)
     assert doc["versions"]["fauxqs"] == "1.9.2"
+    node = doc["results"][-1]
+    assert node["setting"] == {"receivers": 1, "max_in_flight": 10, "batch_size": 10}
+    assert node["runs"][0]["api_calls"]["DeleteMessage"] == 40
+    assert node["runs"][0]["cpu_s"] > 0
 
 
 def test_aws_target_through_the_cli_leaves_nothing_behind(
