@@ -13,7 +13,8 @@ Measured per run:
   `TrackingDispatcher`); the feeder's SendMessageBatch and the worker's deletes apart;
 - CPU: the event loop thread's (`time.thread_time`: the contender, aioboto3, aiohttp) and the
   process's (`time.process_time`: adds the feeder thread); the emulator's own CPU from
-  /proc for the child-process servers (moto, fauxqs, the Lambda endpoint);
+  /proc for the child-process servers (moto, fauxqs, the Lambda endpoint); for the
+  node-sqs-consumer baseline the contender's CPU is its Node process's (added to the process's);
 - peak RSS: the process's high-water mark for this run (Linux: reset through
   /proc/self/clear_refs before the run, read from VmHWM after; elsewhere
   ``resource.getrusage``'s lifetime peak).
