@@ -23,7 +23,8 @@ __all__ = ("register",)
 _DESCRIPTION = """\
 Measure the consumer against a target and compare it with baselines run on the same workload
 in the same invocation: seed-sequential (the seed's consumer.js: receive 10, invoke each in
-turn) and naive-gather (receive 10, gather, delete).
+turn) and naive-gather (receive 10, gather, delete); on fauxqs also node-sqs-consumer (bbc's
+sqs-consumer on Node 20+, skipped where Node is missing).
 
 With no flags it answers "what should I set?" in about two minutes: max-in-flight 1..256 at
 1 and 4 receivers on the fake target under the aws-like latency profile, then the same
@@ -97,9 +98,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--repeats", default="1", metavar="K", help="repeats (default 1)")
     parser.add_argument(
         "--baselines",
-        default="seed-sequential,naive-gather",
+        default=None,
         metavar="LIST|none",
-        help="baselines to run too (default both)",
+        help="baselines to run too: seed-sequential, naive-gather, node-sqs-consumer (fauxqs "
+        "only); default all that apply to the target",
     )
     parser.add_argument(
         "--endpoint-url",
@@ -181,7 +183,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         latency=latency(args.latency_ms, "--latency-ms"),
         invoke_latency=latency(args.invoke_latency_ms, "--invoke-latency-ms"),
         repeats=_int(args.repeats, "--repeats"),
-        baselines=parse_names(args.baselines, flag="--baselines", choices=BASELINES),
+        baselines=None
+        if args.baselines is None
+        else parse_names(args.baselines, flag="--baselines", choices=BASELINES),
         endpoint_url=args.endpoint_url,
         region=args.region,
         out=args.out,

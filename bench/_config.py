@@ -33,7 +33,9 @@ __all__ = (
 
 Target = Literal["fake", "moto", "fauxqs", "aws"]
 TARGETS: Final[tuple[str, ...]] = ("fake", "moto", "fauxqs", "aws")
-BASELINES: Final[tuple[str, ...]] = ("seed-sequential", "naive-gather")
+BASELINES: Final[tuple[str, ...]] = ("seed-sequential", "naive-gather", "node-sqs-consumer")
+# node-sqs-consumer (bench/_node_baseline.py) runs on the fauxqs target only: the others' default.
+_PYTHON_BASELINES: Final = BASELINES[:2]
 # The aws target refuses more than this many messages per run (cost and quota guard).
 AWS_MESSAGE_CAP: Final = 10_000
 # Lognormal: p99 = p50 * exp(Z99 * sigma).
@@ -169,7 +171,8 @@ class BenchConfig:
     where its calibrated ceiling allows, and report where the emulator is the limit."""
     run_seconds: float = 2.0
     """How long a run sized by the fake target lasts, about (see `messages`)."""
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] | None = None
+    """The baselines to run; None: all of `BASELINES` on fauxqs, the two Python ones elsewhere."""
     endpoint_url: str | None = None
     region: str | None = None
     out: str | None = None
@@ -238,10 +241,15 @@ class BenchConfig:
             raise BenchError(f"run_seconds must be in 0.1..600, got {self.run_seconds}")
         if not 1 <= self.repeats <= 100:
             raise BenchError(f"repeats must be in 1..100, got {self.repeats}")
-        for name in self.baselines:
+        for name in self.baselines or ():
             if name not in BASELINES:
                 raise BenchError(
                     f"baselines must be none or a list of {', '.join(BASELINES)}, got {name!r}"
+                )
+            if name == "node-sqs-consumer" and self.target != "fauxqs":
+                raise BenchError(
+                    f"baselines: node-sqs-consumer runs on the fauxqs target only, got target "
+                    f"{self.target!r}"
                 )
         if self.endpoint_url is not None and not self.endpoint_url.startswith(
             ("http://", "https://")
@@ -269,6 +277,13 @@ class BenchConfig:
             receivers=self.receivers or d.receivers,
             max_in_flight=self.max_in_flight or d.max_in_flight,
             batch_size=self.batch_size or d.batch_size,
+            baselines=(
+                self.baselines
+                if self.baselines is not None
+                else BASELINES
+                if self.target == "fauxqs"
+                else _PYTHON_BASELINES
+            ),
             backlog=self.backlog if self.backlog is not None else d.backlog,
             wait_time_seconds=(
                 self.wait_time_seconds

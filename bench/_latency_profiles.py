@@ -1,10 +1,11 @@
 """Latency profiles: a latency distribution per operation, applied to every target alike.
 
 A profile gives ReceiveMessage, DeleteMessageBatch, ChangeMessageVisibilityBatch and Invoke
-(one figure per invocation type) a `LatencyModel` each. The fake target sleeps it inside the
-fake's calls; moto and fauxqs get it from a latency-injecting proxy in front of the emulator
-(`asyncloop.testing.FaultProxy`, ``latency=``), so a real-HTTP run sees real-looking round
-trips on top of the emulator's own time.
+(one figure per invocation type) a `LatencyModel` each; at the proxy, DeleteMessage and
+ChangeMessageVisibility (node-sqs-consumer's single-message calls) take the batch calls'. The
+fake target sleeps it inside the fake's calls; moto and fauxqs get it from a latency-injecting
+proxy in front of the emulator (`asyncloop.testing.FaultProxy`, ``latency=``), so a
+real-HTTP run sees real-looking round trips on top of the emulator's own time.
 
 Built-ins (`PROFILES`):
 
@@ -108,8 +109,14 @@ class Profile:
         }
 
     def proxy_latencies(self, invocation_type: str) -> dict[str, str]:
-        """Operation -> latency text, for the proxy in front of an emulator."""
+        """Operation -> latency text, for the proxy in front of an emulator.
+
+        Besides `OPERATIONS`, the single-message DeleteMessage and ChangeMessageVisibility
+        get the batch calls' figures (a profile's figure is a round trip's): node-sqs-consumer
+        (fauxqs) deletes one message a call."""
         out = {op: str(self.sqs(op)) for op in OPERATIONS}
+        out["DeleteMessage"] = str(self.delete)
+        out["ChangeMessageVisibility"] = str(self.change_visibility)
         out["Invoke"] = str(self.invoke(invocation_type))
         return out
 

@@ -111,6 +111,10 @@ def format_table(doc: dict[str, Any]) -> str:
         "of best: msgs/s over the best row; bound: the lowest ceiling of that setting "
         "(C/L, R*B/L, CPU, emulator)",
     ]
+    if any(r["kind"] == "baseline" and r["setting"] for r in doc["results"]):
+        legend.append(
+            "node-sqs-consumer NxB: N sqs-consumer instances of batch B; CPU: its Node process's"
+        )
     if any(not r["summary"]["complete"] for r in doc["results"]):
         legend.append("*: a run did not finish in its time limit: rate over the time it ran")
     lines += ["", *legend]
@@ -229,7 +233,7 @@ def format_full_table(doc: dict[str, Any]) -> str:
         little = s["littles_law"]
         row = [
             result["contender"],
-            result["label"] if result["setting"] else "",
+            _setting_text(result["setting"]),
             _fmt(s["msgs_s"]["median"]) + ("" if s["complete"] else "*"),
             f"[{_fmt(s['msgs_s']['min'])}-{_fmt(s['msgs_s']['max'])}]",
             f"{_fmt(lat['p50'], '.1f')}/{_fmt(lat['p95'], '.1f')}/{_fmt(lat['p99'], '.1f')}",
@@ -248,12 +252,20 @@ def format_full_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines + (["", *notes] if notes else []))
 
 
+def _setting_text(setting: dict[str, int] | None) -> str:
+    # A baseline with a setting (node-sqs-consumer: instances x batch) shows it as R/C/B too.
+    if setting is None:
+        return ""
+    return f"R={setting['receivers']} C={setting['max_in_flight']} B={setting['batch_size']}"
+
+
 def _notes(doc: dict[str, Any]) -> list[str]:
     params = doc["parameters"]
     notes = [
         _describe_run(doc),
         "msgs/s: median of repeats, to the N-th success; latency: receive to done; "
-        "CPU: event-loop thread (proc: whole bench process); srv req/s: requests the target "
+        "CPU: event-loop thread (node-sqs-consumer: its Node process; proc: whole bench "
+        "process, plus Node's); srv req/s: requests the target "
         "served per second, the feeder's included; eff: msgs/s over "
         "min(C/L, R*B/L, CPU ceiling, emulator ceiling), an estimate that a run can beat "
         "(see the README); of best: msgs/s over the best row's; x: ratio of medians to the "
@@ -649,7 +661,8 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def _order(key: tuple[str, dict[str, int] | None]) -> tuple[int, int, int, int, str]:
     contender, setting = key
-    if setting is None:
+    # Baselines last, node-sqs-consumer's (which has a setting) too.
+    if setting is None or contender != "asyncloop":
         return (1, 0, 0, 0, contender)
     return (0, setting["receivers"], setting["max_in_flight"], setting["batch_size"], contender)
 

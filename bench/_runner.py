@@ -22,7 +22,8 @@ Measured per run:
   `TrackingDispatcher`); the feeder's SendMessageBatch and the worker's deletes apart;
 - CPU: the event loop thread's (`time.thread_time`: the contender, aioboto3, aiohttp) and the
   process's (`time.process_time`: adds the feeder thread); the emulator's own CPU from
-  /proc for the child-process servers (moto, fauxqs, the Lambda endpoint);
+  /proc for the child-process servers (moto, fauxqs, the Lambda endpoint); for the
+  node-sqs-consumer baseline the contender's CPU is its Node process's (added to the process's);
 - peak RSS: the process's high-water mark for this run (Linux: reset through
   /proc/self/clear_refs before the run, read from VmHWM after; elsewhere
   ``resource.getrusage``'s lifetime peak).
@@ -54,6 +55,14 @@ from asyncloop import Consumer, ConsumerConfig, LatencyHistogram, Stats
 
 from ._baselines import BASELINE_RUNNERS
 from ._config import BenchConfig, BenchError, Setting
+from ._node_baseline import (
+    NODE_BASELINE,
+    baseline_label,
+    baseline_setting,
+    node_consumer_for,
+    node_versions,
+    unavailable_reason,
+)
 from ._recommend import Point, binding, ceilings, recommend
 from ._targets import FakeTarget, Target, make_target
 from ._workload import BODY_BYTES, Tracker
@@ -63,7 +72,14 @@ __all__ = ("SCHEMA_VERSION", "Progress", "RunResult", "run_bench")
 SCHEMA_VERSION: Final = 2
 CONTENDER: Final = "asyncloop"
 # Operations that are the contender's own SQS calls (not the feeder's, not the worker's).
-SQS_OPERATIONS: Final = ("ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch")
+SQS_OPERATIONS: Final = (
+    "ReceiveMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibilityBatch",
+    # node-sqs-consumer's: one call per message.
+    "DeleteMessage",
+    "ChangeMessageVisibility",
+)
 # The baselines' concurrency, for their Little's-law ceiling.
 _BASELINE_CONCURRENCY: Final = {"seed-sequential": 1, "naive-gather": 10}
 # The fake target's CPU-ceiling calibration: a zero-latency consumer at its fastest measured
@@ -214,7 +230,10 @@ async def _measure(
 ) -> RunResult:
     tracker = Tracker(n)
     wait = config.wait_time_seconds if config.wait_time_seconds is not None else 1
-    async with target.run_env(n, tracker) as env:
+    async with (
+        target.run_env(n, tracker) as env,
+        node_consumer_for(contender, env, setting, config, n) as node,
+    ):
         loop = asyncio.get_running_loop()
         gc.collect()
         reset = _reset_peak_rss()
@@ -252,6 +271,9 @@ async def _measure(
                         tg.start_soon(stop_when_finished)
                         await consumer.run()
                         tg.cancel_scope.cancel()
+                elif node is not None:
+                    stats = Stats()
+                    await node.run(tracker=tracker, stats=stats)
                 else:
                     stats = Stats()
                     await BASELINE_RUNNERS[contender](
@@ -286,8 +308,9 @@ async def _measure(
         complete=complete,
         duration_s=(finished if complete and finished is not None else ended) - started,
         total_s=ended - started,
-        cpu_s=cpu1 - cpu0,
-        process_cpu_s=process1 - process0,
+        # The node baseline's CPU is its Node process's; the bench's own is in process_cpu_s.
+        cpu_s=cpu1 - cpu0 if node is None or node.cpu_s is None else node.cpu_s,
+        process_cpu_s=process1 - process0 + (0.0 if node is None else node.cpu_s or 0.0),
         server_cpu_s=None if server0 is None or server1 is None else server1 - server0,
         peak_rss_bytes=rss,
         calls=dict(tracker.calls),
@@ -317,6 +340,7 @@ def _versions(target: str) -> dict[str, str | None]:
         from asyncloop.testing._fauxqs import FAUXQS_VERSION
 
         out["fauxqs"] = FAUXQS_VERSION
+        out.update(node_versions())
         node = shutil.which("node")
         if node:
             try:
@@ -553,12 +577,22 @@ async def run_bench(
     """Run the whole benchmark described by `config`; return the results document."""
     config = config.resolved()
     settings = config.settings()
+    skipped = unavailable_reason(config) if NODE_BASELINE in (config.baselines or ()) else None
+    if skipped is not None:
+        config = replace(
+            config, baselines=tuple(b for b in config.baselines or () if b != NODE_BASELINE)
+        )
     contenders: list[tuple[str, Setting | None]] = [(CONTENDER, s) for s in settings]
-    contenders += [(name, None) for name in config.baselines]
+    contenders += [
+        (name, baseline_setting(config) if name == NODE_BASELINE else None)
+        for name in config.baselines or ()
+    ]
     steps = 1 + len(contenders) * config.repeats + (1 if config.calibrate else 0)
     if config.http_check:
         steps += 2 + len(settings)
     progress = Progress(steps, progress_stream)
+    if skipped is not None:
+        progress.note(f"skipping the {NODE_BASELINE} baseline: {skipped}")
     machine = _machine()
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     runs: list[RunResult] = []
@@ -719,7 +753,7 @@ def _document(
             "invoke_latency_mean_s": round(latency_s, 6),
             "slot_latency_mean_s": round(latency_s + config.latency_profile().receive.mean_s, 6),
             "repeats": config.repeats,
-            "baselines": list(config.baselines),
+            "baselines": list(config.baselines or ()),
             "http_check": config.http_check,
             "endpoint_url": config.endpoint_url,
             "region": config.region,
@@ -760,11 +794,13 @@ def _results(
             if setting is not None and receive_s > 0
             else None
         )
+        # The CPU ceiling is the Python SDK's (aioboto3's floor): not the Node process's.
+        own_cpu_ceiling = None if contender == NODE_BASELINE else cpu_ceiling
         summary = _summarise(
             group,
             concurrency=concurrency,
             invoke_latency_s=latency_s,
-            cpu_ceiling=cpu_ceiling,
+            cpu_ceiling=own_cpu_ceiling,
             emulator_ceiling=emulator_ceiling,
             receivers_ceiling=receivers_ceiling,
         )
@@ -774,7 +810,7 @@ def _results(
                     setting,
                     hold_s=latency_s,
                     receive_s=receive_s,
-                    cpu_msgs_s=cpu_ceiling,
+                    cpu_msgs_s=own_cpu_ceiling,
                     emulator_msgs_s=emulator_ceiling,
                 )
             )
@@ -784,7 +820,13 @@ def _results(
             {
                 "contender": contender,
                 "kind": "consumer" if contender == CONTENDER else "baseline",
-                "label": setting.label if setting is not None else contender,
+                "label": (
+                    contender
+                    if setting is None
+                    else setting.label
+                    if contender == CONTENDER
+                    else baseline_label(setting)
+                ),
                 "setting": None
                 if setting is None
                 else {

@@ -117,6 +117,11 @@ class RunEnv:
     start_feeding: Callable[[], None] = lambda: None
     server_pids: list[int] = field(default_factory=list)
     feeder_error: list[BaseException] = field(default_factory=list)
+    # The HTTP targets' endpoints, for a contender in another process (node-sqs-consumer).
+    sqs_endpoint: str | None = None
+    lambda_endpoint: str | None = None
+    function_name: str | None = None
+    region: str | None = None
 
     def server_cpu(self) -> float | None:
         """CPU seconds used so far by the emulator processes, or None (fake, aws)."""
@@ -498,6 +503,10 @@ class _HttpTarget(Target):
                 dispatcher=TrackingDispatcher(self._dispatcher(url), tracker),
                 tracker=tracker,
                 server_pids=list(self._server_pids),
+                sqs_endpoint=self.sqs_endpoint,
+                lambda_endpoint=self.lambda_endpoint,
+                function_name=self.function_name,
+                region=self.region,
             )
 
             def on_error(exc: BaseException) -> None:
@@ -903,7 +912,7 @@ def make_target(config: BenchConfig) -> Target:
 def aws_plan(config: BenchConfig, prefix: str = "asyncloop-bench-<id>") -> str:
     """What the aws target will create, and what it will cost, for the confirmation prompt."""
     cfg = config.resolved()
-    runs = (len(cfg.settings()) + len(cfg.baselines)) * cfg.repeats + 1
+    runs = (len(cfg.settings()) + len(cfg.baselines or ())) * cfg.repeats + 1
     messages = cfg.n * runs + cfg.warmup_messages
     # Per message: one Invoke, about 0.1 send, 0.1 receive, 0.1 delete (+ empty receives).
     sqs_requests = messages * 0.5

@@ -18,7 +18,8 @@ import pytest
 
 from asyncloop._cli_bench import config_from_args, register
 from bench._config import BenchConfig, BenchError, LatencyModel, Setting
-from bench._latency_profiles import PROFILES, get_profile
+from bench._latency_profiles import OPERATIONS, PROFILES, get_profile
+from bench._node_baseline import NODE_BASELINE, baseline_label
 from bench._recommend import Point, binding, ceilings, recommend
 from bench._report import (
     SCHEMA_VERSION as REPORT_SCHEMA_VERSION,
@@ -69,6 +70,18 @@ def test_built_in_profiles_and_an_unknown_name() -> None:
     # WHEN a name is not a profile, THEN the error lists the known ones
     with pytest.raises(BenchError, match="profile must be one of aws-like, zero, got 'lan'"):
         BenchConfig(profile="lan")
+
+
+def test_the_proxy_holds_the_single_message_calls_as_long_as_the_batch_ones() -> None:
+    # GIVEN aws-like's figures for the latency proxy in front of moto and fauxqs
+    profile = get_profile("aws-like")
+    held = profile.proxy_latencies("Event")
+    # THEN node-sqs-consumer's one-message DeleteMessage and ChangeMessageVisibility are held
+    # as long as the batch calls asyncloop makes, and the batch calls keep their figures
+    assert held["DeleteMessage"] == held["DeleteMessageBatch"] == str(profile.delete)
+    assert held["ChangeMessageVisibility"] == str(profile.change_visibility)
+    for operation in OPERATIONS:
+        assert held[operation] == str(profile.sqs(operation))
 
 
 def test_request_response_adds_the_worker_and_overrides_rename_the_profile() -> None:
@@ -285,6 +298,48 @@ def test_compare_lines_rows_up_by_setting(one_repeat_doc: dict[str, Any]) -> Non
     changed["parameters"]["target"] = "moto"
     with pytest.raises(CompareError):
         compare(one_repeat_doc, changed)
+
+
+def with_a_node_row(doc: dict[str, Any], setting: Setting) -> dict[str, Any]:
+    """`doc` plus a node-sqs-consumer row (a baseline with a setting: instances x batch 10),
+    made from its naive-gather row, as a fauxqs run would add it."""
+    out = copy.deepcopy(doc)
+    node = copy.deepcopy(next(r for r in out["results"] if r["contender"] == "naive-gather"))
+    node["contender"] = NODE_BASELINE
+    node["label"] = baseline_label(setting)
+    node["setting"] = {
+        "receivers": setting.receivers,
+        "max_in_flight": setting.max_in_flight,
+        "batch_size": setting.batch_size,
+    }
+    found = binding(ceilings(setting, hold_s=0.035, receive_s=0.015, emulator_msgs_s=1234.5))
+    assert found is not None
+    node["summary"]["bound"] = {"name": found[0], "msgs_s": found[1]}
+    out["results"].append(node)
+    out["parameters"]["baselines"].append(NODE_BASELINE)
+    return out
+
+
+def test_a_node_sqs_consumer_row_reads_as_a_baseline_in_the_table_and_compare(
+    one_repeat_doc: dict[str, Any],
+) -> None:
+    # GIVEN results with a node-sqs-consumer row
+    doc = with_a_node_row(one_repeat_doc, Setting(26, 260, 10))
+    validate(doc)
+    # WHEN the table is formatted
+    lines = format_table(doc).splitlines()
+    # THEN it still fits 120 columns, the row names the contender (instances x batch), not an
+    # asyncloop setting, and the legend says what NxB is and whose CPU it reports
+    assert max(len(line) for line in lines) <= 120, max(lines, key=len)
+    assert any(line.startswith("node-sqs-consumer 26x10 ") for line in lines)
+    assert not any(line.startswith("R=26") for line in lines)
+    assert any(line.startswith("node-sqs-consumer NxB:") and "Node" in line for line in lines)
+    # AND --compare lists it with the baselines, after every asyncloop setting, also when its
+    # setting sorts among theirs (1 instance: R=1 C=10)
+    small = with_a_node_row(one_repeat_doc, Setting(1, 10, 10))
+    rows = compare(small, copy.deepcopy(small)).splitlines()[2:]
+    firsts = [line.split()[0] for line in rows if line.strip()]
+    assert set(firsts[-3:]) == {"seed-sequential", "naive-gather", NODE_BASELINE}
 
 
 def test_schema_versions_agree() -> None:

@@ -19,7 +19,7 @@ from _moto import AdminClients
 from asyncloop._cli_bench import register
 from asyncloop.testing._fauxqs import node_available
 from bench._config import BenchConfig, LatencyModel
-from bench._report import load_results, validate
+from bench._report import format_table, load_results, validate
 from bench._runner import run_bench
 from bench._targets import AwsTarget, Target
 
@@ -39,12 +39,13 @@ def tiny(target: str, **overrides: Any) -> BenchConfig:
     return BenchConfig(**settings)
 
 
-def check_complete(doc: dict[str, Any], messages: int) -> None:
+def check_complete(doc: dict[str, Any], messages: int, *, node: bool = False) -> None:
     validate(doc)
     assert [r["contender"] for r in doc["results"]] == [
         "asyncloop",
         "seed-sequential",
         "naive-gather",
+        *(["node-sqs-consumer"] if node else []),
     ]
     for result in doc["results"]:
         run = result["runs"][0]
@@ -87,8 +88,21 @@ async def test_moto_target_end_to_end(aws_credentials: None) -> None:
 async def test_fauxqs_target_end_to_end(aws_credentials: None) -> None:
     with anyio.fail_after(90):
         doc = await run_bench(tiny("fauxqs"), progress_stream=io.StringIO())
-    check_complete(doc, 40)
+    # THEN every contender consumed every message, node-sqs-consumer (its default baseline
+    # there) too, in the same run, at ceil(C / 10) instances of batch 10
+    check_complete(doc, 40, node=True)
     assert doc["versions"]["fauxqs"] == "1.9.2"
+    node = doc["results"][-1]
+    assert node["setting"] == {"receivers": 1, "max_in_flight": 10, "batch_size": 10}
+    assert node["runs"][0]["api_calls"]["DeleteMessage"] == 40
+    assert node["runs"][0]["cpu_s"] > 0
+    # AND under the same (default aws-like) profile, its row named as node's, not asyncloop's
+    assert doc["parameters"]["profile"]["name"] == "aws-like"
+    assert node["label"] == "node-sqs-consumer 1x10"
+    assert node["kind"] == "baseline"
+    table = format_table(doc).splitlines()
+    assert any(line.startswith("node-sqs-consumer 1x10 ") for line in table)
+    assert max(len(line) for line in table) <= 120
 
 
 def test_aws_target_through_the_cli_leaves_nothing_behind(
