@@ -19,10 +19,10 @@ The original botocore or transport error is kept as ``__cause__``.
     │   ├── HandlerFailed          the function or callable ran and reported failure
     │   └── PayloadTooLarge        the payload exceeds the target's limit
     └── (defined beside their one user, each an AsyncloopError)
-        ├── _lease.DynamoDBLeaseError   a lease-table call failed (an AwsError)
-        ├── _package.PackageError       building the Lambda zip failed
-        ├── _deploy.DeployError         the CloudFormation stack failed to deploy
-        └── testing.FauxqsError         fauxqs could not be installed or started
+        ├── _loop.lease.DynamoDBLeaseError  a lease-table call failed (an AwsError)
+        ├── _deploy.package.PackageError    building the Lambda zip failed
+        ├── _deploy.deploy.DeployError      the CloudFormation stack failed to deploy
+        └── testing.FauxqsError             fauxqs could not be installed or started
 
 "Closed" means you closed it; every AwsError means the outside failed ("broken").
 A DispatchError never stops the consumer: the message is left for SQS to redeliver.

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from asyncloop import ConfigError, TransportError
 from asyncloop._emf import emf_record, log
-from asyncloop._lease import Control, DynamoDBLeaseError, InMemoryLeaseStore
-from asyncloop._loop_control import (
+from asyncloop._loop.control import (
     CONTROL_ID,
     LeaseItem,
     LoopPolicy,
@@ -27,7 +26,8 @@ from asyncloop._loop_control import (
     parse_token,
     safety_margin,
 )
-from asyncloop._loop_runner import LoopRuntime, run_token, run_watchdog, start_loops
+from asyncloop._loop.lease import Control, DynamoDBLeaseError, InMemoryLeaseStore
+from asyncloop._loop.runner import LoopRuntime, run_token, run_watchdog, start_loops
 
 # -- tokens ---------------------------------------------------------------------------------
 

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from _events import LambdaContext, kinesis_event, kinesis_record
 
-from asyncloop._lease import InMemoryLeaseStore
-from asyncloop._loop_control import LoopToken
-from asyncloop._loop_runner import LoopApp, LoopRuntime, LoopSettings, kinesis_records
+from asyncloop._loop.app import LoopApp, kinesis_records
+from asyncloop._loop.control import LoopToken
+from asyncloop._loop.lease import InMemoryLeaseStore
+from asyncloop._loop.runner import LoopRuntime
+from asyncloop._loop.settings import LoopSettings
 
 ENV = {
     "ASYNCLOOP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/work",

@@ -20,8 +20,7 @@ from typing import Literal
 import pytest
 
 from asyncloop._cli_deploy import register
-from asyncloop._exceptions import ConfigError
-from asyncloop._package import (
+from asyncloop._deploy.package import (
     MANIFEST_NAME,
     PackageError,
     PackageSpec,
@@ -32,6 +31,7 @@ from asyncloop._package import (
     runtime_requirements,
     write_zip,
 )
+from asyncloop._exceptions import ConfigError
 
 
 def _cli(argv: list[str]) -> int:
@@ -151,8 +151,8 @@ def test_build_with_a_fake_pip_adds_asyncloop_and_a_manifest(tmp_path: Path) -> 
     result = build_package(spec, run=_fake_pip())
     with zipfile.ZipFile(out) as zf:
         names = set(zf.namelist())
-    assert {"aioboto3/__init__.py", "asyncloop/_package.py", "my_worker.py"} <= names
-    assert "asyncloop/templates/asyncloop.yaml" in names
+    assert {"aioboto3/__init__.py", "asyncloop/_deploy/package.py", "my_worker.py"} <= names
+    assert "asyncloop/_deploy/templates/asyncloop.yaml" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert read_manifest(out) == {"architecture": "x86_64", "runtime": "python3.12"}
     assert result.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()

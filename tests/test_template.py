@@ -20,9 +20,9 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 import asyncloop
-from asyncloop._deploy import template_body, template_parameters
+from asyncloop._deploy.deploy import template_body, template_parameters
 
-TEMPLATE_PATH = Path(asyncloop.__file__).parent / "templates" / "asyncloop.yaml"
+TEMPLATE_PATH = Path(asyncloop.__file__).parent / "_deploy" / "templates" / "asyncloop.yaml"
 PACKAGE_DIR = Path(asyncloop.__file__).parent
 
 # --------------------------------------------------------------------------- YAML with CFN tags
@@ -347,7 +347,7 @@ def test_star_resources_carry_a_justifying_comment() -> None:
 
 def test_lease_store_calls_are_granted(template: dict[str, Any]) -> None:
     # GIVEN the DynamoDB operations the lease store makes (calls and transaction entries)
-    source = (PACKAGE_DIR / "_lease.py").read_text()
+    source = (PACKAGE_DIR / "_loop" / "lease.py").read_text()
     ops = set(re.findall(r'_call\(\s*"([a-z_]+)"', source))
     ops |= {f"{kind.lower()}_item" for kind in re.findall(r'\{\s*"(Update|Put|Delete)"', source)}
     ops.discard("create_table")  # the tests' setup, never the functions
@@ -443,7 +443,7 @@ def test_heartbeat_alarm_matches_what_the_loop_emits(template: dict[str, Any]) -
     # GIVEN the EMF record a loop run writes (the loop runner's own function, real settings)
     from asyncloop._emf import NAMESPACE
 
-    source = (PACKAGE_DIR / "_loop_runner.py").read_text()
+    source = "".join((PACKAGE_DIR / "_loop" / f).read_text() for f in ("runner.py", "settings.py"))
     beat = template["Resources"]["LoopHeartbeatAlarm"]["Properties"]
     # THEN the alarm's metric is one every run emits, under the dimension the runner uses
     assert 'metrics["generation"] = run.generation' in source
@@ -470,7 +470,7 @@ def test_only_types_moto_lacks_are_conditional_on_full_stack(template: dict[str,
 
 
 def test_lease_table_key_matches_the_lease_store(template: dict[str, Any]) -> None:
-    source = (PACKAGE_DIR / "_lease.py").read_text()
+    source = (PACKAGE_DIR / "_loop" / "lease.py").read_text()
     key = template["Resources"]["LeaseTable"]["Properties"]["KeySchema"]
     assert key == [{"AttributeName": "loop_id", "KeyType": "HASH"}]
     assert '"AttributeName": "loop_id", "KeyType": "HASH"' in source
@@ -511,14 +511,14 @@ def _names_read_by_asyncloop() -> set[str]:
     from dataclasses import fields
 
     from asyncloop._config import AwsConfig, ConsumerConfig, LambdaConfig
-    from asyncloop._loop_control import LoopPolicy
+    from asyncloop._loop.control import LoopPolicy
 
     names = {
         "ASYNCLOOP_" + f.name.upper()
         for cls in (ConsumerConfig, LambdaConfig, AwsConfig, LoopPolicy)
         for f in fields(cls)
     }
-    for path in PACKAGE_DIR.glob("*.py"):
+    for path in PACKAGE_DIR.rglob("*.py"):
         names |= set(re.findall(r"ASYNCLOOP_[A-Z_]+[A-Z]", path.read_text()))
     return names
 

@@ -377,7 +377,7 @@ def _client_error(operation: str, message: str) -> Exception:
 
 async def _deploy_fake(code_zip: Path, fake: _FakeAws) -> Any:
     from asyncloop._config import AwsConfig
-    from asyncloop._deploy import DeploySpec, deploy
+    from asyncloop._deploy.deploy import DeploySpec, deploy
 
     spec = DeploySpec(zip_path=code_zip, bucket="code-bucket", poll_interval=0.01, timeout=5)
     return await deploy(spec, AwsConfig(region="eu-west-1"), clients=fake)
@@ -422,7 +422,7 @@ async def test_rollback_complete_is_deleted_then_created(code_zip: Path) -> None
 
 @pytest.mark.asyncio
 async def test_failed_create_raises_with_the_failed_resources(code_zip: Path) -> None:
-    from asyncloop._deploy import DeployError
+    from asyncloop._deploy.deploy import DeployError
 
     fake = _FakeAws(existing=None, statuses=[])
     fake.statuses = []
@@ -442,7 +442,7 @@ async def test_failed_create_raises_with_the_failed_resources(code_zip: Path) ->
 
 @pytest.mark.asyncio
 async def test_busy_stack_is_refused(code_zip: Path) -> None:
-    from asyncloop._deploy import DeployError
+    from asyncloop._deploy.deploy import DeployError
 
     fake = _FakeAws(existing="UPDATE_IN_PROGRESS", statuses=[])
     with pytest.raises(DeployError, match="busy"):

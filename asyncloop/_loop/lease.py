@@ -2,7 +2,7 @@
 
 One item per loop id, plus one control item (`CONTROL_ID`) holding the kill switch and the
 live-loop count. Every change is a conditional write whose condition is the rule in
-`_loop_control`, so two runs racing on one loop cannot both win, and spawning or ending a loop
+`control`, so two runs racing on one loop cannot both win, and spawning or ending a loop
 moves the live count in the same transaction as the lease (the count never drifts).
 
 DynamoDB layout (hash key ``loop_id``, string)::
@@ -43,8 +43,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
-from ._exceptions import AwsError
-from ._loop_control import CONTROL_ID, ClaimOutcome, LeaseItem, LoopToken, claim_outcome
+from .._exceptions import AwsError
+from .control import CONTROL_ID, ClaimOutcome, LeaseItem, LoopToken, claim_outcome
 
 __all__ = ("Control", "DynamoLeaseStore", "InMemoryLeaseStore", "LeaseStore")
 

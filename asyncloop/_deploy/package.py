@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from ._exceptions import AsyncloopError, ConfigError
+from .._exceptions import AsyncloopError, ConfigError
 
 __all__ = (
     "ARCHITECTURES",
@@ -175,7 +175,7 @@ def lambda_platforms(architecture: str, python_version: str) -> list[str]:
 
 def _source_root() -> Path:
     """The directory of the asyncloop package being run."""
-    return Path(__file__).resolve().parent
+    return Path(__file__).resolve().parent.parent
 
 
 def runtime_requirements() -> list[str]:

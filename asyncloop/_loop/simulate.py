@@ -26,11 +26,11 @@ from collections.abc import Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._emf import Writer
-from ._exceptions import TransportError
-from ._lease import InMemoryLeaseStore
-from ._loop_control import ClaimOutcome, LeaseItem, LoopPolicy, LoopToken, safety_margin
-from ._loop_runner import LoopRuntime, run_token, run_watchdog, start_loops
+from .._emf import Writer
+from .._exceptions import TransportError
+from .control import ClaimOutcome, LeaseItem, LoopPolicy, LoopToken, safety_margin
+from .lease import InMemoryLeaseStore
+from .runner import LoopRuntime, run_token, run_watchdog, start_loops
 
 __all__ = ("SimConfig", "SimReport", "simulate")
 
