@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -540,17 +541,39 @@ def test_template_parameters_reader_matches_yaml(template: dict[str, Any]) -> No
     assert len(template_body().encode()) < 51_200
 
 
-def test_template_ships_in_the_package() -> None:
-    # GIVEN pyproject's wheel config packages the asyncloop directory / THEN the yaml is in it
-    import tomllib
+def test_template_ships_in_the_wheel_where_deploy_reads_it(tmp_path: Path) -> None:
+    # GIVEN the wheel hatchling builds from this source tree (what pip installs)
+    import subprocess
+    import sys
+    import zipfile
 
-    pyproject = PACKAGE_DIR.parent / "pyproject.toml"
-    config = tomllib.loads(pyproject.read_text())
-    packages = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
-    assert "asyncloop" in packages
-    assert TEMPLATE_PATH.is_file()
-    excluded = config["tool"]["hatch"]["build"]["targets"]["wheel"].get("exclude", [])
-    assert not any("yaml" in pattern or "templates" in pattern for pattern in excluded)
+    built = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+        cwd=PACKAGE_DIR.parent, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("asyncloop-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "site")
+    # THEN the template is in it, byte for byte...
+    assert "asyncloop/_deploy/templates/asyncloop.yaml" in names
+    shipped = tmp_path / "site" / "asyncloop" / "_deploy" / "templates" / "asyncloop.yaml"
+    assert shipped.read_bytes() == TEMPLATE_PATH.read_bytes()
+    # ... and `asyncloop deploy`, run from the installed wheel, reads it from there
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import asyncloop; from asyncloop._deploy.deploy import template_body;"
+        "assert asyncloop.__file__.startswith(sys.argv[1]), asyncloop.__file__;"
+        "sys.stdout.write(template_body())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "site")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == TEMPLATE_PATH.read_text()
 
 
 def test_loop_and_watchdog_concurrency_is_capped_beneath_the_lease(
