@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from asyncloop import ConfigError, TransportError
 from asyncloop._emf import emf_record, log
+from asyncloop._exceptions import TableError
 from asyncloop._loop.control import (
     CONTROL_ID,
     LeaseItem,
@@ -26,7 +27,7 @@ from asyncloop._loop.control import (
     parse_token,
     safety_margin,
 )
-from asyncloop._loop.lease import Control, DynamoDBLeaseError, InMemoryLeaseStore
+from asyncloop._loop.lease import Control, InMemoryLeaseStore
 from asyncloop._loop.runner import LoopRuntime, run_token, run_watchdog, start_loops
 
 # -- tokens ---------------------------------------------------------------------------------
@@ -554,7 +555,7 @@ class ThrottledStore(InMemoryLeaseStore):
 
     def _check(self, operation: str) -> None:
         if operation in self.throttled:
-            raise DynamoDBLeaseError(
+            raise TableError(
                 f"{operation} throttled",
                 operation=operation,
                 code="ThrottlingException",
@@ -597,7 +598,7 @@ async def test_a_run_reports_failure_only_when_its_next_token_is_not_out() -> No
     harness.store.throttled.add("mark_put")
     rt = harness.runtime()
     # WHEN the run fails on that write
-    with pytest.raises(DynamoDBLeaseError):
+    with pytest.raises(TableError):
         await run_token(rt, token, remaining=60.0)
     # THEN nothing was put, so the retry the failure causes is the loop's only token
     assert harness.put == []

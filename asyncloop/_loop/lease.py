@@ -43,7 +43,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
-from .._exceptions import AwsError
+from .._aws import map_errors
+from .._exceptions import AwsError, ConditionFailed
 from .control import CONTROL_ID, ClaimOutcome, LeaseItem, LoopToken, claim_outcome
 
 __all__ = ("Control", "DynamoLeaseStore", "InMemoryLeaseStore", "LeaseStore")
@@ -58,7 +59,8 @@ class Control(NamedTuple):
 
 class LeaseStore(Protocol):
     """Where loops are leased. Conditional failures are answers (False, None, ``stale``), not
-    errors; a store that cannot be reached raises `asyncloop.AwsError`."""
+    errors; a store that cannot be reached raises `asyncloop.AwsError` (the DynamoDB store: a
+    `TableError`, or a `CredentialsError` or `TransportError`, by `map_errors`' table)."""
 
     async def get_control(self) -> Control:
         """The switch and the live count; a missing control item reads as off with 0 live."""
@@ -185,7 +187,9 @@ class InMemoryLeaseStore:
         return list(self.leases.values())
 
 
-_CONDITION_FAILED = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
+def _api_name(method: str) -> str:
+    """DynamoDB's operation name for a client method: ``update_item`` -> ``UpdateItem``."""
+    return "".join(word.title() for word in method.split("_"))
 
 
 def _n(value: float) -> dict[str, str]:
@@ -208,10 +212,6 @@ def _item_from_ddb(raw: Mapping[str, Any]) -> LeaseItem:
     )
 
 
-class DynamoDBLeaseError(AwsError):
-    """A DynamoDB call of the lease store failed for a reason other than its condition."""
-
-
 class DynamoLeaseStore:
     """A `LeaseStore` on a DynamoDB table, through an aiobotocore ``dynamodb`` client.
 
@@ -224,47 +224,35 @@ class DynamoLeaseStore:
         self.table = table
 
     async def _call(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
-        """One call; None when its condition failed; other errors become `AwsError`."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """One call (`operation` is the client's method, ``update_item``); None when its
+        condition failed; other errors are translated by `map_errors` (a `TableError`, or a
+        `CredentialsError` or `TransportError`)."""
         try:
-            answer: dict[str, Any] = await getattr(self._client, operation)(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _CONDITION_FAILED:
-                return None
-            throttled = code in ("ProvisionedThroughputExceededException", "ThrottlingException")
-            raise DynamoDBLeaseError(
-                f"DynamoDB {operation} on table {self.table!r} failed: {code}",
-                operation=operation,
-                code=code,
-                retryable=throttled or code == "InternalServerError",
-                throttled=throttled,
-            ) from exc
-        except BotoCoreError as exc:
-            raise DynamoDBLeaseError(
-                f"DynamoDB {operation} on table {self.table!r} failed: {exc}",
-                operation=operation,
-                retryable=True,
-            ) from exc
+            with map_errors(_api_name(operation), table=self.table):
+                answer: dict[str, Any] = await getattr(self._client, operation)(**kwargs)
+        except ConditionFailed:
+            return None
         return answer
 
     async def create_table(self) -> None:
-        """Create the table (on-demand billing) and wait until it exists; no-op if it does."""
-        from botocore.exceptions import ClientError
-
+        """Create the table (on-demand billing) and wait until it exists; no-op if it does.
+        Raises what `map_errors` translates (a `TableError` when the table cannot be made)."""
         try:
-            await self._client.create_table(
-                TableName=self.table,
-                KeySchema=[{"AttributeName": "loop_id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "loop_id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            with map_errors("CreateTable", table=self.table):
+                await self._client.create_table(
+                    TableName=self.table,
+                    KeySchema=[{"AttributeName": "loop_id", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "loop_id", "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+        except AwsError as exc:
+            # CreateTable's answer for a table that exists (or is being created)
+            if exc.code != "ResourceInUseException":
                 raise
-        waiter = self._client.get_waiter("table_exists")
-        await waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        # The waiter polls DescribeTable; giving up is botocore's WaiterError
+        with map_errors("DescribeTable", table=self.table):
+            waiter = self._client.get_waiter("table_exists")
+            await waiter.wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
     async def _get(self, loop_id: str) -> LeaseItem | None:
         answer = await self._call(
