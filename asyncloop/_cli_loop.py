@@ -114,7 +114,7 @@ async def _with_runtime(
     from ._aws import AwsClients
     from ._config import AwsConfig
     from ._loop.control import LoopPolicy
-    from ._loop.lease import DynamoLeaseStore
+    from ._loop.lease_dynamodb import DynamoLeaseStore
     from ._loop.runner import LoopRuntime
     from ._loop.settings import KinesisTokenSink
 

@@ -348,7 +348,7 @@ def test_star_resources_carry_a_justifying_comment() -> None:
 
 def test_lease_store_calls_are_granted(template: dict[str, Any]) -> None:
     # GIVEN the DynamoDB operations the lease store makes (calls and transaction entries)
-    source = (PACKAGE_DIR / "_loop" / "lease.py").read_text()
+    source = (PACKAGE_DIR / "_loop" / "lease_dynamodb.py").read_text()
     ops = set(re.findall(r'_call\(\s*"([a-z_]+)"', source))
     ops |= {f"{kind.lower()}_item" for kind in re.findall(r'\{\s*"(Update|Put|Delete)"', source)}
     ops.discard("create_table")  # the tests' setup, never the functions
@@ -471,7 +471,7 @@ def test_only_types_moto_lacks_are_conditional_on_full_stack(template: dict[str,
 
 
 def test_lease_table_key_matches_the_lease_store(template: dict[str, Any]) -> None:
-    source = (PACKAGE_DIR / "_loop" / "lease.py").read_text()
+    source = (PACKAGE_DIR / "_loop" / "lease_dynamodb.py").read_text()
     key = template["Resources"]["LeaseTable"]["Properties"]["KeySchema"]
     assert key == [{"AttributeName": "loop_id", "KeyType": "HASH"}]
     assert '"AttributeName": "loop_id", "KeyType": "HASH"' in source

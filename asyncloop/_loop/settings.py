@@ -121,7 +121,7 @@ async def build_aws_runtime(settings: LoopSettings, stack: AsyncExitStack) -> Lo
     from .._aws import AioLambdaInvoker, AwsClients, SqsQueue
     from .._consumer import Consumer
     from .._dispatch import LambdaDispatcher
-    from .lease import DynamoLeaseStore
+    from .lease_dynamodb import DynamoLeaseStore
 
     consumer = settings.consumer
     clients = await stack.enter_async_context(

@@ -13,6 +13,10 @@ while the re-seed's put is under way: each put takes `put_latency`). The observe
 invariants as it goes (no two consumers of one loop at once, live loops within bounds, the
 live count equal to the leases, each generation run once, no loop silent for longer than the
 watchdog allows, the kill switch ending every loop).
+
+Over 400 lines on purpose: the simulated world (`_Sim`) is one state machine whose fault
+injection, event source model and invariant checks share its state; split apart, each half
+would reach into the other's.
 """
 
 from __future__ import annotations

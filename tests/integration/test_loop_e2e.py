@@ -404,7 +404,8 @@ async def script(store: Any) -> list[Any]:
 async def test_dynamodb_lease_store_answers_as_the_in_memory_one(setup: Setup) -> None:
     from asyncloop._aws import AwsClients
     from asyncloop._config import AwsConfig
-    from asyncloop._loop.lease import DynamoLeaseStore, InMemoryLeaseStore
+    from asyncloop._loop.lease import InMemoryLeaseStore
+    from asyncloop._loop.lease_dynamodb import DynamoLeaseStore
 
     expected = await script(InMemoryLeaseStore())
     config = AwsConfig(region=REGION, endpoint_url=setup.endpoint, max_attempts=2)

@@ -1,4 +1,5 @@
-"""The DynamoDB lease store's errors: every botocore error goes through `map_errors`' table.
+"""The DynamoDB lease store (`asyncloop._loop.lease_dynamodb`): every botocore error goes
+through `map_errors`' table.
 
 The client is an aiobotocore-shaped fake that raises botocore's own exceptions, so these tests
 check the translation the store gets, not DynamoDB's conditions (the moto test
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, WaiterErro
 from asyncloop import AwsError, CredentialsError, TransportError
 from asyncloop._exceptions import TableError
 from asyncloop._loop.control import LoopToken
-from asyncloop._loop.lease import DynamoLeaseStore
+from asyncloop._loop.lease_dynamodb import DynamoLeaseStore
 
 pytestmark = pytest.mark.asyncio
 
