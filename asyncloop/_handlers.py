@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._lambda_process import aws_clients, shared_runner
+from ._lambda_process import aws_clients, remaining_seconds, shared_runner
 
 if TYPE_CHECKING:
     from ._types import Message
@@ -40,11 +40,6 @@ async def _sqs_delete(queue_url: str, receipt_handle: str) -> bool:
 
     queue = SqsQueue((await aws_clients()).sqs, queue_url)
     return not await queue.delete_batch([("0", receipt_handle)])
-
-
-def _remaining(context: Any, default: float) -> float:
-    getter = getattr(context, "get_remaining_time_in_millis", None)
-    return getter() / 1000.0 if callable(getter) else default
 
 
 def worker(func: MessageFunc, *, delete: Deleter | None = None) -> LambdaHandler:
@@ -227,7 +222,7 @@ def sqs_batch_handler(
         }
 
     def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-        return shared_runner().run(handle(event, _remaining(context, 900.0)))
+        return shared_runner().run(handle(event, remaining_seconds(context, 900.0)))
 
     return handler
 

@@ -9,14 +9,14 @@ on the same loop. Nothing here imports an AWS SDK until the clients open.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from contextlib import AsyncExitStack
 
     from ._aws import AwsClients
 
-__all__ = ("aws_clients", "close", "shared_runner")
+__all__ = ("aws_clients", "close", "remaining_seconds", "shared_runner")
 
 _runner: asyncio.Runner | None = None
 _clients: AwsClients | None = None
@@ -44,6 +44,12 @@ async def aws_clients() -> AwsClients:
         clients = await stack.enter_async_context(AwsClients(AwsConfig.from_env(), pool_size=16))
         _clients, _clients_stack = clients, stack
     return _clients
+
+
+def remaining_seconds(context: Any, default: float) -> float:
+    """The invocation's remaining time from a Lambda `context`, or `default` without one."""
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return getter() / 1000.0 if callable(getter) else default
 
 
 def close() -> None:

@@ -13,11 +13,12 @@ from typing import Any, NamedTuple
 
 from .._emf import log
 from .._exceptions import AwsError, ConfigError
+from .._lambda_process import remaining_seconds
 from .control import LoopToken, parse_token
 from .runner import LoopRuntime, RunOutcome, run_token, run_watchdog, start_loops
 from .settings import LoopSettings, RuntimeFactory, build_aws_runtime
 
-__all__ = ("LoopApp", "TokenRecord", "kinesis_records", "remaining_seconds")
+__all__ = ("LoopApp", "TokenRecord", "kinesis_records")
 
 
 class TokenRecord(NamedTuple):
@@ -61,11 +62,6 @@ def _kinesis_record(record: object) -> TokenRecord:
     return TokenRecord(sequence, token, "" if token else "not_a_token")
 
 
-def remaining_seconds(context: Any, default: float = 60.0) -> float:
-    getter = getattr(context, "get_remaining_time_in_millis", None)
-    return getter() / 1000.0 if callable(getter) else default
-
-
 class LoopApp:
     """The loop and watchdog handlers with one event loop and one runtime kept across warm
     invocations. The runtime is built on first use, so a bad environment fails the first
@@ -102,7 +98,7 @@ class LoopApp:
         """Run the event's tokens. Records without a token (and an event that is not an
         object) are skipped, logged as ``invalid_token`` with their `problem` and counted in
         the answer's ``invalid``."""
-        return self._runner.run(self._loop(event, remaining_seconds(context)))
+        return self._runner.run(self._loop(event, remaining_seconds(context, 60.0)))
 
     def watchdog_handler(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         return self._runner.run(self._watchdog())
