@@ -8,7 +8,7 @@ the public facade, `asyncloop.lambda_handler`, as a user does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -20,18 +20,7 @@ import asyncloop.lambda_handler as lh
 from asyncloop import ConfigError, HandlerFailed, Message
 from asyncloop._handlers import _log_message
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _shared_loop_closed_after() -> Iterator[None]:
-    """The handlers keep one event loop for the process; close it when these tests are done."""
-    yield
-    lh._close_shared()
-
-
-@pytest.fixture
-def context() -> Callable[..., LambdaContext]:
-    """``context(remaining_s=60.0)``: a Lambda context counting down from `remaining_s`."""
-    return LambdaContext
+pytestmark = pytest.mark.usefixtures("lambda_process")
 
 
 # -- worker ---------------------------------------------------------------------------------

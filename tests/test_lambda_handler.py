@@ -38,17 +38,7 @@ LOOP_ENV = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _shared_loop_closed_after() -> Iterator[None]:
-    """The handlers keep one event loop for the process; close it when these tests are done."""
-    yield
-    lh._close_shared()
-
-
-@pytest.fixture
-def context() -> Callable[..., LambdaContext]:
-    """``context(remaining_s=60.0)``: a Lambda context counting down from `remaining_s`."""
-    return LambdaContext
+pytestmark = pytest.mark.usefixtures("lambda_process")
 
 
 # -- the module -----------------------------------------------------------------------------
