@@ -2,8 +2,8 @@
 
 - `control`: the loop's decisions, free of I/O (tokens, claims, how many tokens to put,
   backoff, the safety margin, when the watchdog re-seeds).
-- `lease`: the lease store (DynamoDB, and in memory) that applies those decisions as
-  conditional writes.
+- `lease`: the lease store's Protocol, the invariant it keeps, and the in-memory store.
+- `lease_dynamodb`: the DynamoDB lease store, those decisions as conditional writes.
 - `runner`: one run of a token and one watchdog pass, over the `LoopRuntime` seams.
 - `settings`: the settings read from the Lambda environment, and the runtime wired on AWS.
 - `app`: the Lambda handlers' state across warm invocations (`asyncloop.lambda_handler`
