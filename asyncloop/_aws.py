@@ -24,12 +24,14 @@ from ._exceptions import (
     AsyncloopError,
     AwsError,
     ClosedError,
+    ConditionFailed,
     ConfigError,
     CredentialsError,
     FunctionError,
     FunctionNotFound,
     QueueError,
     QueueNotFound,
+    TableError,
     TransportError,
 )
 from ._protocols import InvocationType
@@ -54,7 +56,8 @@ class ErrorRule:
     """How one AWS error code is translated.
 
     `error` is the class to raise, or None for the call's own class (`QueueError` for an SQS
-    call, `FunctionError` for a Lambda call, `AwsError` otherwise). `retryable` says the same
+    call, `FunctionError` for a Lambda call, `TableError` for a DynamoDB call, `AwsError`
+    otherwise). `retryable` says the same
     call may succeed later; `throttled` says the service refused for rate or capacity.
     """
 
@@ -74,8 +77,13 @@ ERROR_TABLE: Final[Mapping[str, ErrorRule]] = {
     # SQS: the queue is missing (botocore reports the query-protocol code, or the JSON one)
     "AWS.SimpleQueueService.NonExistentQueue": ErrorRule(QueueNotFound),
     "QueueDoesNotExist": ErrorRule(QueueNotFound),
-    # Lambda: the function, version or alias is missing (other services share this code)
+    # Lambda: the function, version or alias is missing (other services share this code: on
+    # a DynamoDB or Kinesis call it is the call's own class, the table or stream is missing)
     "ResourceNotFoundException": ErrorRule(FunctionNotFound),
+    # DynamoDB: a conditional write lost (an answer to the caller, not a failure). A cancelled
+    # transaction is read the same way: the lease store's transactions are all conditions
+    "ConditionalCheckFailedException": ErrorRule(ConditionFailed),
+    "TransactionCanceledException": ErrorRule(ConditionFailed),
     # Credentials missing, refused, expired, or signed with a skewed clock
     "InvalidClientTokenId": _CREDENTIALS,
     "UnrecognizedClientException": _CREDENTIALS,
@@ -126,6 +134,11 @@ ERROR_TABLE: Final[Mapping[str, ErrorRule]] = {
     "QueueDeletedRecently": _TRANSIENT,
     "ResourceConflictException": _TRANSIENT,
     "ResourceNotReadyException": _TRANSIENT,
+    # DynamoDB and Kinesis: the table or stream is being created, updated or deleted (to
+    # CreateTable: it exists already, which its caller reads by `.code`)
+    "ResourceInUseException": _TRANSIENT,
+    # DynamoDB: another transaction holds one of the items
+    "TransactionConflictException": _TRANSIENT,
     "SnapStartNotReadyException": _TRANSIENT,
     "SnapStartTimeoutException": _TRANSIENT,
     "ENILimitReachedException": _TRANSIENT,
@@ -167,6 +180,7 @@ def _build(
     throttled: bool,
     queue_url: str | None,
     function_name: str | None,
+    table: str | None = None,
 ) -> AwsError:
     # ResourceNotFoundException is Lambda's, Kinesis's, DynamoDB's...: a missing function only
     # on a Lambda call
@@ -175,6 +189,8 @@ def _build(
             error = QueueError
         elif function_name is not None:
             error = FunctionError
+        elif table is not None:
+            error = TableError
         else:
             error = AwsError
     common: dict[str, Any] = {
@@ -187,11 +203,15 @@ def _build(
         return error(message, queue_url=queue_url, **common)
     if issubclass(error, FunctionError):
         return error(message, function_name=function_name, **common)
+    if issubclass(error, TableError):
+        return error(message, table=table, **common)
     return error(message, **common)
 
 
-def _describe(operation: str, queue_url: str | None, function_name: str | None) -> str:
-    target = queue_url or function_name
+def _describe(
+    operation: str, queue_url: str | None, function_name: str | None, table: str | None = None
+) -> str:
+    target = queue_url or function_name or (f"table {table!r}" if table else None)
     return f"{operation} on {target}" if target else operation
 
 
@@ -201,6 +221,7 @@ def _translate(
     *,
     queue_url: str | None = None,
     function_name: str | None = None,
+    table: str | None = None,
 ) -> AsyncloopError | None:
     """The asyncloop error for `exc`, or None when it is not an AWS or transport failure."""
     if isinstance(exc, AsyncloopError):
@@ -208,11 +229,12 @@ def _translate(
     # Only the error path pays for importing botocore (already loaded if a client ran)
     from botocore import exceptions as bce
 
-    where = _describe(operation, queue_url, function_name)
+    where = _describe(operation, queue_url, function_name, table)
     context: dict[str, Any] = {
         "operation": operation,
         "queue_url": queue_url,
         "function_name": function_name,
+        "table": table,
     }
     if isinstance(exc, bce.ClientError):
         error = exc.response.get("Error", {})
@@ -289,9 +311,18 @@ def _translate(
 
 @contextmanager
 def map_errors(
-    operation: str, *, queue_url: str | None = None, function_name: str | None = None
+    operation: str,
+    *,
+    queue_url: str | None = None,
+    function_name: str | None = None,
+    table: str | None = None,
 ) -> Iterator[None]:
     """Translate botocore, aiohttp and timeout errors raised in the block (see `ERROR_TABLE`).
+
+    The context names the call's target and with it the error's class: `queue_url` for an SQS
+    call (`QueueError`), `function_name` for a Lambda call (`FunctionError`), `table` for a
+    DynamoDB call (`TableError`); a call without one (Kinesis, S3, CloudFormation) raises
+    `AwsError` unless its code has a class of its own.
 
     The asyncloop error keeps the original as ``__cause__``. Cancellation, other
     ``BaseException``s, asyncloop's own errors and unrelated exceptions pass through unchanged.
@@ -300,7 +331,9 @@ def map_errors(
         yield
     # Exception, not BaseException: CancelledError and KeyboardInterrupt pass untouched
     except Exception as exc:
-        error = _translate(exc, operation, queue_url=queue_url, function_name=function_name)
+        error = _translate(
+            exc, operation, queue_url=queue_url, function_name=function_name, table=table
+        )
         if error is None:
             raise
         raise error from exc

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ._deploy.package import ARCHITECTURES, PYTHON_VERSIONS, PackageResult, PackageSpec
 from ._exceptions import AsyncloopError, ConfigError
-from ._package import ARCHITECTURES, PYTHON_VERSIONS, PackageResult, PackageSpec
 
 if TYPE_CHECKING:
-    from ._deploy import DeployResult
+    from ._deploy.deploy import DeployResult
 
 __all__ = ("register",)
 
@@ -100,7 +100,7 @@ def _describe_package(result: PackageResult) -> list[str]:
 
 
 def _build(args: argparse.Namespace, output: Path) -> PackageResult | int:
-    from ._package import PackageError, build_package
+    from ._deploy.package import PackageError, build_package
 
     try:
         spec = _package_spec(args, output)
@@ -175,7 +175,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     import anyio
 
     from ._config import AwsConfig
-    from ._deploy import DeployError, DeploySpec, deploy, lambda_handler_name
+    from ._deploy.deploy import DeployError, DeploySpec, deploy, lambda_handler_name
 
     refused = _aws_guard(args)
     if refused is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import AsyncloopError, ConfigError
 
 if TYPE_CHECKING:
-    from ._loop_runner import LoopRuntime
+    from ._loop.runner import LoopRuntime
 
 __all__ = ("register",)
 
@@ -113,9 +113,10 @@ async def _with_runtime(
 
     from ._aws import AwsClients
     from ._config import AwsConfig
-    from ._lease import DynamoLeaseStore
-    from ._loop_control import LoopPolicy
-    from ._loop_runner import KinesisTokenSink, LoopRuntime
+    from ._loop.control import LoopPolicy
+    from ._loop.lease_dynamodb import DynamoLeaseStore
+    from ._loop.runner import LoopRuntime
+    from ._loop.settings import KinesisTokenSink
 
     aws = AwsConfig(region=args.region, endpoint_url=args.endpoint_url, read_timeout=30.0)
     policy = LoopPolicy(
@@ -150,7 +151,7 @@ def _start(args: argparse.Namespace) -> int:
         return _error(f"--loops must be in 0..--max-loops ({args.max_loops}), got {args.loops}", 2)
 
     async def body(rt: LoopRuntime) -> int:
-        from ._loop_runner import start_loops
+        from ._loop.runner import start_loops
 
         started = await start_loops(rt, args.loops)
         control = await rt.lease.get_control()
@@ -233,7 +234,7 @@ async def _backlog(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from dataclasses import fields, replace
 
-    from ._simulate import SimConfig, simulate
+    from ._loop.simulate import SimConfig, simulate
 
     if not 0 < args.days <= 3660:
         return _error(f"--days must be in 0..3660, got {args.days}", 2)

@@ -1,7 +1,8 @@
 """asyncloop's exceptions.
 
 One base class, and a context on each error (`.operation`, `.code`, `.queue_url`,
-`.function_name`, `.message_id`) so callers branch on data rather than on message text.
+`.function_name`, `.table`, `.message_id`) so callers branch on data rather than on message
+text.
 The original botocore or transport error is kept as ``__cause__``.
 
     AsyncloopError
@@ -12,6 +13,8 @@ The original botocore or transport error is kept as ``__cause__``.
     │   │   └── QueueNotFound          the queue does not exist
     │   ├── FunctionError          a Lambda control-plane call failed (function_name)
     │   │   └── FunctionNotFound       the function does not exist
+    │   ├── TableError             a DynamoDB call failed (table): the loop's lease table
+    │   │   └── ConditionFailed        a conditional write's condition did not hold (an answer)
     │   ├── CredentialsError       no credentials, or they were refused
     │   └── TransportError         the request did not get an answer (connection, timeout)
     ├── DispatchError          one message's dispatch failed (message_id): not deleted
@@ -19,10 +22,9 @@ The original botocore or transport error is kept as ``__cause__``.
     │   ├── HandlerFailed          the function or callable ran and reported failure
     │   └── PayloadTooLarge        the payload exceeds the target's limit
     └── (defined beside their one user, each an AsyncloopError)
-        ├── _lease.DynamoDBLeaseError   a lease-table call failed (an AwsError)
-        ├── _package.PackageError       building the Lambda zip failed
-        ├── _deploy.DeployError         the CloudFormation stack failed to deploy
-        └── testing.FauxqsError         fauxqs could not be installed or started
+        ├── _deploy.package.PackageError    building the Lambda zip failed
+        ├── _deploy.deploy.DeployError      the CloudFormation stack failed to deploy
+        └── testing.FauxqsError             fauxqs could not be installed or started
 
 "Closed" means you closed it; every AwsError means the outside failed ("broken").
 A DispatchError never stops the consumer: the message is left for SQS to redeliver.
@@ -34,6 +36,7 @@ __all__ = (
     "AsyncloopError",
     "AwsError",
     "ClosedError",
+    "ConditionFailed",
     "ConfigError",
     "CredentialsError",
     "DispatchError",
@@ -44,6 +47,7 @@ __all__ = (
     "PayloadTooLarge",
     "QueueError",
     "QueueNotFound",
+    "TableError",
     "TransportError",
 )
 
@@ -109,6 +113,19 @@ class FunctionError(AwsError):
 
 class FunctionNotFound(FunctionError):
     """The Lambda function does not exist."""
+
+
+class TableError(AwsError):
+    """A DynamoDB call failed (the Kinesis loop's lease table)."""
+
+    def __init__(self, message: str, *, table: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.table = table
+
+
+class ConditionFailed(TableError):
+    """A conditional write (or a transaction of them) was refused because its condition did not
+    hold. To the lease store that is an answer (someone else won), never a failure."""
 
 
 class CredentialsError(AwsError):

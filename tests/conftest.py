@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+from _events import LambdaContext
 
 from asyncloop import Message
 
@@ -40,3 +41,19 @@ def make_message() -> Callable[..., Message]:
         )
 
     return make
+
+
+@pytest.fixture
+def context() -> Callable[..., LambdaContext]:
+    """``context(remaining_s=60.0)``: a Lambda context counting down from `remaining_s`."""
+    return LambdaContext
+
+
+@pytest.fixture(scope="module")
+def lambda_process() -> Iterator[None]:
+    """The Lambda handlers keep one event loop for the process: close it after the module
+    (``pytestmark = pytest.mark.usefixtures("lambda_process")``)."""
+    yield
+    import asyncloop.lambda_handler
+
+    asyncloop.lambda_handler._close_shared()

@@ -10,7 +10,7 @@ import pytest
 
 from asyncloop import ConsumerConfig, _cli
 from asyncloop._cli import main
-from asyncloop._deploy import DeployResult, DeploySpec
+from asyncloop._deploy.deploy import DeployResult, DeploySpec
 from asyncloop._stats import Stats
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
@@ -292,8 +292,9 @@ def test_an_empty_run_says_no_messages_and_json_is_all_of_stdout(
 @pytest.fixture
 def deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[DeploySpec]:
     """Replace the build and the deploy (no pip, no AWS): each deploy records its spec."""
-    from asyncloop import _cli_deploy, _deploy
-    from asyncloop._package import PackageResult
+    from asyncloop import _cli_deploy
+    from asyncloop._deploy import deploy as deploy_module
+    from asyncloop._deploy.package import PackageResult
 
     specs: list[DeploySpec] = []
     zip_path = tmp_path / "code.zip"
@@ -324,7 +325,7 @@ def deployed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[DeploySpec
         )
 
     monkeypatch.setattr(_cli_deploy, "_build", fake_build)
-    monkeypatch.setattr(_deploy, "deploy", fake_deploy)
+    monkeypatch.setattr(deploy_module, "deploy", fake_deploy)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     return specs

@@ -11,7 +11,7 @@ import pytest
 
 from asyncloop import AwsConfig, ConfigError, ConsumerConfig, LambdaConfig
 from asyncloop._config import validate_queue_url
-from asyncloop._loop_control import LoopPolicy
+from asyncloop._loop.control import LoopPolicy
 
 
 def test_from_env_parses_each_fields_type_and_overrides_win() -> None:

@@ -20,8 +20,7 @@ from typing import Literal
 import pytest
 
 from asyncloop._cli_deploy import register
-from asyncloop._exceptions import ConfigError
-from asyncloop._package import (
+from asyncloop._deploy.package import (
     MANIFEST_NAME,
     PackageError,
     PackageSpec,
@@ -32,6 +31,7 @@ from asyncloop._package import (
     runtime_requirements,
     write_zip,
 )
+from asyncloop._exceptions import ConfigError
 
 
 def _cli(argv: list[str]) -> int:
@@ -151,12 +151,48 @@ def test_build_with_a_fake_pip_adds_asyncloop_and_a_manifest(tmp_path: Path) -> 
     result = build_package(spec, run=_fake_pip())
     with zipfile.ZipFile(out) as zf:
         names = set(zf.namelist())
-    assert {"aioboto3/__init__.py", "asyncloop/_package.py", "my_worker.py"} <= names
-    assert "asyncloop/templates/asyncloop.yaml" in names
+    assert {"aioboto3/__init__.py", "asyncloop/lambda_handler.py", "my_worker.py"} <= names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert read_manifest(out) == {"architecture": "x86_64", "runtime": "python3.12"}
     assert result.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert result.warnings == ()
+
+
+def test_the_zip_holds_what_the_function_runs_and_not_packaging_fakes_or_benchmark(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a zip built with a fake pip (asyncloop's own files are what is under test)
+    out = tmp_path / "fn.zip"
+    build_package(PackageSpec(output=out, architecture="x86_64"), run=_fake_pip())
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "task")
+    # THEN the handlers, the Kinesis loop, the consumer and the AWS boundary are in it...
+    assert {
+        "asyncloop/__init__.py",
+        "asyncloop/lambda_handler.py",
+        "asyncloop/_handlers.py",
+        "asyncloop/_loop/app.py",
+        "asyncloop/_loop/lease.py",
+        "asyncloop/_consumer.py",
+        "asyncloop/_aws.py",
+    } <= names
+    # ... and packaging and deployment, the test fakes and the benchmark are not
+    assert not [n for n in names if n.startswith(("asyncloop/_deploy/", "asyncloop/testing/"))]
+    assert not [n for n in names if "bench/" in n]
+    # WHEN the entry points and the loop's wiring are imported from the unpacked zip
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import asyncloop.lambda_handler, asyncloop._loop.app, asyncloop._loop.settings;"
+        "print(asyncloop.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "task")],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    # THEN they import, from the zip, without what was left out
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(tmp_path / "task"))
 
 
 def test_a_failing_pip_raises_with_its_message(tmp_path: Path) -> None:

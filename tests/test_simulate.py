@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-import asyncloop._lease
-import asyncloop._loop_runner
+import asyncloop._loop.lease
+import asyncloop._loop.runner
 from asyncloop._cli_loop import register
-from asyncloop._loop_control import ClaimOutcome, LeaseItem, LoopToken
-from asyncloop._simulate import SimConfig, SimReport, simulate
+from asyncloop._loop.control import ClaimOutcome, LeaseItem, LoopToken
+from asyncloop._loop.simulate import SimConfig, SimReport, simulate
 
 # Fault rates a hundred times the year's, so two days see every kind of fault
 STORMY = SimConfig(
@@ -84,7 +84,7 @@ def test_without_the_generation_fence_duplicates_multiply_and_are_caught(
     def unfenced(item: LeaseItem | None, token: LoopToken, now: float) -> ClaimOutcome:
         return "unknown" if item is None else "claimed"
 
-    monkeypatch.setattr(asyncloop._lease, "claim_outcome", unfenced)
+    monkeypatch.setattr(asyncloop._loop.lease, "claim_outcome", unfenced)
     # WHEN duplicates are delivered
     report = simulate(replace(STORMY, days=0.5, kill_at=None))
     # THEN the invariants say so
@@ -96,7 +96,7 @@ def test_without_re_seeding_a_lost_token_is_caught_as_a_silent_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # GIVEN a watchdog that never re-seeds, and tokens that get lost
-    monkeypatch.setattr(asyncloop._loop_runner, "needs_reseed", lambda *args: False)
+    monkeypatch.setattr(asyncloop._loop.runner, "needs_reseed", lambda *args: False)
     config = replace(STORMY, days=0.5, kill_at=None, lost_put=0.05)
     # WHEN the simulation runs
     report = simulate(config)
@@ -135,7 +135,7 @@ def test_cli_simulate_exits_one_when_an_invariant_breaks(
     def unfenced(item: LeaseItem | None, token: LoopToken, now: float) -> ClaimOutcome:
         return "unknown" if item is None else "claimed"
 
-    monkeypatch.setattr(asyncloop._lease, "claim_outcome", unfenced)
+    monkeypatch.setattr(asyncloop._loop.lease, "claim_outcome", unfenced)
 
     code = run_cli("loop", "simulate", "--days", "0.5", "--fault-scale", "100")
 
@@ -169,7 +169,7 @@ def test_a_re_seed_that_does_not_reserve_its_generation_is_caught_running_two_co
 ) -> None:
     # GIVEN a re-seed that bumps the generation but leaves put_generation below it (main's)
     async def unreserved(
-        self: asyncloop._lease.InMemoryLeaseStore, item: LeaseItem, *, now: float
+        self: asyncloop._loop.lease.InMemoryLeaseStore, item: LeaseItem, *, now: float
     ) -> LoopToken | None:
         if self.leases.get(item.loop_id) != item:
             return None
@@ -178,7 +178,7 @@ def test_a_re_seed_that_does_not_reserve_its_generation_is_caught_running_two_co
         )
         return LoopToken(item.loop_id, item.generation + 1)
 
-    monkeypatch.setattr(asyncloop._lease.InMemoryLeaseStore, "reseed", unreserved)
+    monkeypatch.setattr(asyncloop._loop.lease.InMemoryLeaseStore, "reseed", unreserved)
     # WHEN re-seeds meet late copies of the old tokens
     report = simulate(replace(STORMY, days=0.5, kill_at=None))
     # THEN a copy takes the generation over beside the re-seed's token, and it is caught

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,9 +21,9 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 import asyncloop
-from asyncloop._deploy import template_body, template_parameters
+from asyncloop._deploy.deploy import template_body, template_parameters
 
-TEMPLATE_PATH = Path(asyncloop.__file__).parent / "templates" / "asyncloop.yaml"
+TEMPLATE_PATH = Path(asyncloop.__file__).parent / "_deploy" / "templates" / "asyncloop.yaml"
 PACKAGE_DIR = Path(asyncloop.__file__).parent
 
 # --------------------------------------------------------------------------- YAML with CFN tags
@@ -347,7 +348,7 @@ def test_star_resources_carry_a_justifying_comment() -> None:
 
 def test_lease_store_calls_are_granted(template: dict[str, Any]) -> None:
     # GIVEN the DynamoDB operations the lease store makes (calls and transaction entries)
-    source = (PACKAGE_DIR / "_lease.py").read_text()
+    source = (PACKAGE_DIR / "_loop" / "lease_dynamodb.py").read_text()
     ops = set(re.findall(r'_call\(\s*"([a-z_]+)"', source))
     ops |= {f"{kind.lower()}_item" for kind in re.findall(r'\{\s*"(Update|Put|Delete)"', source)}
     ops.discard("create_table")  # the tests' setup, never the functions
@@ -443,7 +444,7 @@ def test_heartbeat_alarm_matches_what_the_loop_emits(template: dict[str, Any]) -
     # GIVEN the EMF record a loop run writes (the loop runner's own function, real settings)
     from asyncloop._emf import NAMESPACE
 
-    source = (PACKAGE_DIR / "_loop_runner.py").read_text()
+    source = "".join((PACKAGE_DIR / "_loop" / f).read_text() for f in ("runner.py", "settings.py"))
     beat = template["Resources"]["LoopHeartbeatAlarm"]["Properties"]
     # THEN the alarm's metric is one every run emits, under the dimension the runner uses
     assert 'metrics["generation"] = run.generation' in source
@@ -470,7 +471,7 @@ def test_only_types_moto_lacks_are_conditional_on_full_stack(template: dict[str,
 
 
 def test_lease_table_key_matches_the_lease_store(template: dict[str, Any]) -> None:
-    source = (PACKAGE_DIR / "_lease.py").read_text()
+    source = (PACKAGE_DIR / "_loop" / "lease_dynamodb.py").read_text()
     key = template["Resources"]["LeaseTable"]["Properties"]["KeySchema"]
     assert key == [{"AttributeName": "loop_id", "KeyType": "HASH"}]
     assert '"AttributeName": "loop_id", "KeyType": "HASH"' in source
@@ -511,14 +512,14 @@ def _names_read_by_asyncloop() -> set[str]:
     from dataclasses import fields
 
     from asyncloop._config import AwsConfig, ConsumerConfig, LambdaConfig
-    from asyncloop._loop_control import LoopPolicy
+    from asyncloop._loop.control import LoopPolicy
 
     names = {
         "ASYNCLOOP_" + f.name.upper()
         for cls in (ConsumerConfig, LambdaConfig, AwsConfig, LoopPolicy)
         for f in fields(cls)
     }
-    for path in PACKAGE_DIR.glob("*.py"):
+    for path in PACKAGE_DIR.rglob("*.py"):
         names |= set(re.findall(r"ASYNCLOOP_[A-Z_]+[A-Z]", path.read_text()))
     return names
 
@@ -540,17 +541,39 @@ def test_template_parameters_reader_matches_yaml(template: dict[str, Any]) -> No
     assert len(template_body().encode()) < 51_200
 
 
-def test_template_ships_in_the_package() -> None:
-    # GIVEN pyproject's wheel config packages the asyncloop directory / THEN the yaml is in it
-    import tomllib
+def test_template_ships_in_the_wheel_where_deploy_reads_it(tmp_path: Path) -> None:
+    # GIVEN the wheel hatchling builds from this source tree (what pip installs)
+    import subprocess
+    import sys
+    import zipfile
 
-    pyproject = PACKAGE_DIR.parent / "pyproject.toml"
-    config = tomllib.loads(pyproject.read_text())
-    packages = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
-    assert "asyncloop" in packages
-    assert TEMPLATE_PATH.is_file()
-    excluded = config["tool"]["hatch"]["build"]["targets"]["wheel"].get("exclude", [])
-    assert not any("yaml" in pattern or "templates" in pattern for pattern in excluded)
+    built = subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path / "dist")],
+        cwd=PACKAGE_DIR.parent, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("asyncloop-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "site")
+    # THEN the template is in it, byte for byte...
+    assert "asyncloop/_deploy/templates/asyncloop.yaml" in names
+    shipped = tmp_path / "site" / "asyncloop" / "_deploy" / "templates" / "asyncloop.yaml"
+    assert shipped.read_bytes() == TEMPLATE_PATH.read_bytes()
+    # ... and `asyncloop deploy`, run from the installed wheel, reads it from there
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import asyncloop; from asyncloop._deploy.deploy import template_body;"
+        "assert asyncloop.__file__.startswith(sys.argv[1]), asyncloop.__file__;"
+        "sys.stdout.write(template_body())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "site")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == TEMPLATE_PATH.read_text()
 
 
 def test_loop_and_watchdog_concurrency_is_capped_beneath_the_lease(

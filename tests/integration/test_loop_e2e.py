@@ -29,13 +29,10 @@ from _moto import REGION, handler_zip, unique_name
 
 from asyncloop import HandlerFailed
 from asyncloop._cli_loop import register
-from asyncloop._loop_control import CONTROL_ID, LoopToken, parse_token
-from asyncloop._loop_runner import (
-    LoopApp,
-    LoopRuntime,
-    LoopSettings,
-    build_aws_runtime,
-)
+from asyncloop._loop.app import LoopApp
+from asyncloop._loop.control import CONTROL_ID, LoopToken, parse_token
+from asyncloop._loop.runner import LoopRuntime
+from asyncloop._loop.settings import LoopSettings, build_aws_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -407,7 +404,8 @@ async def script(store: Any) -> list[Any]:
 async def test_dynamodb_lease_store_answers_as_the_in_memory_one(setup: Setup) -> None:
     from asyncloop._aws import AwsClients
     from asyncloop._config import AwsConfig
-    from asyncloop._lease import DynamoLeaseStore, InMemoryLeaseStore
+    from asyncloop._loop.lease import InMemoryLeaseStore
+    from asyncloop._loop.lease_dynamodb import DynamoLeaseStore
 
     expected = await script(InMemoryLeaseStore())
     config = AwsConfig(region=REGION, endpoint_url=setup.endpoint, max_attempts=2)

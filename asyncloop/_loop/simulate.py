@@ -13,6 +13,10 @@ while the re-seed's put is under way: each put takes `put_latency`). The observe
 invariants as it goes (no two consumers of one loop at once, live loops within bounds, the
 live count equal to the leases, each generation run once, no loop silent for longer than the
 watchdog allows, the kill switch ending every loop).
+
+Over 400 lines on purpose: the simulated world (`_Sim`) is one state machine whose fault
+injection, event source model and invariant checks share its state; split apart, each half
+would reach into the other's.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from collections.abc import Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._emf import Writer
-from ._exceptions import TransportError
-from ._lease import InMemoryLeaseStore
-from ._loop_control import ClaimOutcome, LeaseItem, LoopPolicy, LoopToken, safety_margin
-from ._loop_runner import LoopRuntime, run_token, run_watchdog, start_loops
+from .._emf import Writer
+from .._exceptions import TransportError
+from .control import ClaimOutcome, LeaseItem, LoopPolicy, LoopToken, safety_margin
+from .lease import InMemoryLeaseStore
+from .runner import LoopRuntime, run_token, run_watchdog, start_loops
 
 __all__ = ("SimConfig", "SimReport", "simulate")
 

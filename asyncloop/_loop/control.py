@@ -1,8 +1,8 @@
 """The loop's control plane as pure decisions: tokens, leases, scaling, the safety margin.
 
-Nothing here does I/O. The lease stores (`_lease.py`) apply `claim_outcome` and the other
-rules as conditional writes; the runner (`_loop_runner.py`) sequences them; the simulation
-(`_simulate.py`) drives the same code on a virtual clock.
+Nothing here does I/O. The lease stores (`lease`) apply `claim_outcome` and the other
+rules as conditional writes; the runner (`runner`) sequences them; the simulation
+(`simulate`) drives the same code on a virtual clock.
 
 A loop is one lease item (``loop_id``) and at most one token in flight for its next
 generation. A run claims generation ``g`` by advancing the lease from ``g`` to ``g + 1`` in one
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from ._config import _build_from_env, _check_range
+from .._config import _build_from_env, _check_range
 
 __all__ = (
     "CONTROL_ID",

@@ -6,7 +6,7 @@ updates it ("No updates are to be performed" is success), waits until CloudForma
 and returns the stack's outputs. A stack left in ROLLBACK_COMPLETE by a failed first create
 holds no resources and cannot be updated: it is deleted and created again.
 
-The template (`asyncloop/templates/asyncloop.yaml`) ships in the package; `template_body`
+The template (`asyncloop/_deploy/templates/asyncloop.yaml`) ships in the package; `template_body`
 reads it.
 """
 
@@ -24,10 +24,10 @@ from typing import Any, Final, Literal, Protocol
 
 import anyio
 
-from ._aws import AwsClients, map_errors
-from ._config import AwsConfig
-from ._exceptions import AsyncloopError, AwsError, ConfigError
-from ._package import UNZIPPED_LIMIT, read_manifest
+from .._aws import AwsClients, map_errors
+from .._config import AwsConfig
+from .._exceptions import AsyncloopError, AwsError, ConfigError
+from .package import UNZIPPED_LIMIT, read_manifest
 
 __all__ = (
     "DeployError",
@@ -95,7 +95,7 @@ def lambda_handler_name(spec: str, *, field: str = "worker_handler") -> str:
 
 def template_body() -> str:
     """The CloudFormation template shipped in the package."""
-    return resources.files("asyncloop").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    return resources.files("asyncloop._deploy").joinpath(TEMPLATE).read_text(encoding="utf-8")
 
 
 def template_parameters(body: str | None = None) -> tuple[str, ...]:

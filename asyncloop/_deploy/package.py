@@ -3,8 +3,10 @@
 Dependencies come as wheels for Lambda's platform (``pip install --platform manylinux...
 --only-binary=:all: --python-version 3.x --target <dir>``), never from this machine's
 site-packages, so a zip built on x86_64 for arm64 holds aarch64 extensions. asyncloop itself is
-copied from the source tree it is imported from. The zip is deterministic: the same inputs give
-the same bytes (sorted entries, fixed timestamps and permissions).
+copied from the source tree it is imported from, without what the function never runs:
+packaging and deployment (`asyncloop._deploy`, with the template), the test fakes
+(`asyncloop.testing`) and the benchmark. The zip is deterministic: the same inputs give the
+same bytes (sorted entries, fixed timestamps and permissions).
 
 boto3 and botocore stay in the zip although the Lambda runtime has its own: aioboto3 pins
 aiobotocore, which pins botocore to a narrow range, and the zip's copy comes first on
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from ._exceptions import AsyncloopError, ConfigError
+from .._exceptions import AsyncloopError, ConfigError
 
 __all__ = (
     "ARCHITECTURES",
@@ -66,6 +68,9 @@ _MACHINE: Final = {"x86_64": "x86_64", "arm64": "aarch64"}
 # Never shipped: bytecode (Lambda compiles on import; stale .pyc only grow the zip), tests and
 # benchmarks, and the console scripts pip writes for this machine's interpreter.
 _EXCLUDED_DIRS: Final = frozenset({"__pycache__", "tests", "test", "bench"})
+# asyncloop's own subpackages the function never imports: packaging and deployment (this
+# subpackage and the template: they run where `asyncloop deploy` runs) and the test fakes
+_NOT_IN_FUNCTION: Final = ("_deploy", "testing")
 _EXCLUDED_TOP: Final = frozenset({"bin"})
 _EXCLUDED_SUFFIXES: Final = (".pyc", ".pyo")
 
@@ -175,7 +180,7 @@ def lambda_platforms(architecture: str, python_version: str) -> list[str]:
 
 def _source_root() -> Path:
     """The directory of the asyncloop package being run."""
-    return Path(__file__).resolve().parent
+    return Path(__file__).resolve().parent.parent
 
 
 def runtime_requirements() -> list[str]:
@@ -242,14 +247,19 @@ def _skip(relative: Path) -> bool:
     return relative.name.endswith(_EXCLUDED_SUFFIXES)
 
 
-def _copy_tree(source: Path, destination: Path) -> None:
+def _copy_tree(source: Path, destination: Path, *, leave_out: Sequence[str] = ()) -> None:
+    """Copy `source` (a file or a tree, exclusions applied) to `destination`; `leave_out` names
+    entries of `source`'s top level not to copy."""
     if source.is_dir():
-        shutil.copytree(
-            source,
-            destination,
-            ignore=shutil.ignore_patterns(*_EXCLUDED_DIRS, "*.pyc", "*.pyo"),
-            dirs_exist_ok=True,
-        )
+        skip = shutil.ignore_patterns(*_EXCLUDED_DIRS, "*.pyc", "*.pyo")
+
+        def ignore(directory: str, names: list[str]) -> set[str]:
+            ignored = set(skip(directory, names))
+            if Path(directory) == source:
+                ignored.update(name for name in names if name in leave_out)
+            return ignored
+
+        shutil.copytree(source, destination, ignore=ignore, dirs_exist_ok=True)
     else:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, destination)
@@ -342,7 +352,7 @@ def build_package(spec: PackageSpec, *, run: Runner = _run) -> PackageResult:
                     )
         # The source tree wins over any asyncloop a requirement might have pulled in
         shutil.rmtree(root / "asyncloop", ignore_errors=True)
-        _copy_tree(_source_root(), root / "asyncloop")
+        _copy_tree(_source_root(), root / "asyncloop", leave_out=_NOT_IN_FUNCTION)
         for extra in spec.extra_paths:
             _copy_tree(extra, root / extra.name)
         manifest = {"architecture": spec.architecture, "runtime": spec.runtime}
