@@ -77,15 +77,16 @@ class Retrier:
     """Runs one call's attempts as botocore's standard retry mode would.
 
     `max_attempts` counts the first attempt (1..20); `operation_model(name)` gives botocore's
-    operation model (for the modeled retryable errors), or None. `sleep` and `rand` are for
-    tests. One `Retrier` per service: its quota is shared by every call to that service.
+    operation model (its checkers read the modeled retryable errors and the service name).
+    `sleep` and `rand` are for tests. One `Retrier` per service: its quota is shared by
+    every call to that service.
     """
 
     def __init__(
         self,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        operation_model: Callable[[str], Any] | None = None,
+        operation_model: Callable[[str], Any],
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -146,7 +147,7 @@ class Retrier:
                 return reply, None
             if reply is not None:
                 parsed = await parse_error(reply)
-            if model is None and self._operation_model is not None:
+            if model is None:
                 model = self._operation_model(operation)
             retry_context = self._standard.RetryContext(
                 attempt_number=attempt,
