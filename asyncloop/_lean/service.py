@@ -65,6 +65,7 @@ class ServiceChannel:
         self._endpoint = ""
         self._host = ""
         self._base_path = ""
+        self._urls: dict[str, URL] = {}
         self._closed = False
 
     @property
@@ -136,7 +137,12 @@ class ServiceChannel:
                 raise ClosedError("the lean transport is closed")
             raise RuntimeError("the lean transport is not open: use `async with`")
         full_path = self._base_path + path
-        url = URL(self._endpoint.rstrip("/") + path, encoded=True)
+        url = self._urls.get(path)
+        if url is None:
+            # One path per queue endpoint and per function: the cache stays small
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            url = self._urls[path] = URL(self._endpoint.rstrip("/") + path, encoded=True)
 
         async def send() -> Reply:
             signed = signer.sign(
