@@ -47,6 +47,7 @@ __all__ = (
     "AwsClients",
     "ErrorRule",
     "SqsQueue",
+    "error_from_response",
     "map_errors",
 )
 
@@ -208,6 +209,45 @@ def _build(
     return error(message, **common)
 
 
+def error_from_response(
+    operation: str,
+    *,
+    code: str | None,
+    message: str | None,
+    status: int | None,
+    alt_code: str | None = None,
+    queue_url: str | None = None,
+    function_name: str | None = None,
+    table: str | None = None,
+) -> AwsError:
+    """The asyncloop error for an AWS error answer, by `ERROR_TABLE` (as for a ``ClientError``).
+
+    `code` is the error code as botocore's parser reports it (``Error.Code``), `alt_code` the
+    other protocol's code (``Error.QueryErrorCode``), `status` the HTTP status: a code not in
+    the table falls back on it (429 throttled, 5xx retryable). The lean transport calls this
+    with what botocore's parser made of the answer; `map_errors` with a ``ClientError``'s.
+    """
+    code = str(code or "Unknown")
+    # The JSON protocol's code, when botocore reported the legacy query code (or vice versa)
+    if code not in ERROR_TABLE and alt_code is not None and alt_code in ERROR_TABLE:
+        rule = ERROR_TABLE[alt_code]
+    else:
+        rule = _rule_for(code, status)
+    where = _describe(operation, queue_url, function_name, table)
+    text = f"{where} failed: {code}: {message}" if message else f"{where} failed: {code}"
+    return _build(
+        rule.error,
+        text,
+        operation=operation,
+        code=code,
+        retryable=rule.retryable,
+        throttled=rule.throttled,
+        queue_url=queue_url,
+        function_name=function_name,
+        table=table,
+    )
+
+
 def _describe(
     operation: str, queue_url: str | None, function_name: str | None, table: str | None = None
 ) -> str:
@@ -238,23 +278,15 @@ def _translate(
     }
     if isinstance(exc, bce.ClientError):
         error = exc.response.get("Error", {})
-        code = str(error.get("Code") or "Unknown")
-        # The JSON protocol's code, when botocore reported the legacy query code (or vice versa)
-        alt_code = error.get("QueryErrorCode")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code not in ERROR_TABLE and alt_code in ERROR_TABLE:
-            rule = ERROR_TABLE[alt_code]
-        else:
-            rule = _rule_for(code, status)
-        detail = error.get("Message")
-        text = f"{where} failed: {code}: {detail}" if detail else f"{where} failed: {code}"
-        return _build(
-            rule.error,
-            text,
-            code=code,
-            retryable=rule.retryable,
-            throttled=rule.throttled,
-            **context,
+        return error_from_response(
+            operation,
+            code=error.get("Code"),
+            message=error.get("Message"),
+            status=exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
+            alt_code=error.get("QueryErrorCode"),
+            queue_url=queue_url,
+            function_name=function_name,
+            table=table,
         )
     name = type(exc).__name__
     if isinstance(
