@@ -13,9 +13,9 @@ event loop, clients, receivers and acknowledgements. The parent:
   against the queue), with at least one receiver per child, since a child without one would
   receive nothing. ``--metrics-port P`` (P > 0) becomes P + i for child i; 0 stays 0 (each a
   free port);
-- forwards SIGINT and SIGTERM to every child: the first makes each drain, the second makes
-  each abort (in-flight work released). The children run in their own sessions, so a Ctrl-C
-  on the terminal reaches them once, through the parent, never twice;
+- forwards SIGINT and SIGTERM to every child, as SIGTERM: the first makes each drain, the
+  second makes each abort (in-flight work released). The children run in their own sessions,
+  so a Ctrl-C on the terminal reaches them once, through the parent, never twice;
 - prefixes each child's stderr lines with ``[p<i>] `` on its own stderr;
 - reads each child's statistics (the child prints them whole, histograms included, with the
   hidden ``--emit-state`` flag) and prints one merged summary (`Stats.merged`): with ``--json``

@@ -254,6 +254,17 @@ def test_an_unknown_event_loop_exits_2(capsys: pytest.CaptureFixture[str]) -> No
     assert "--event-loop must be one of asyncio, uvloop, got 'trio'" in err
 
 
+def test_uvloop_without_the_package_exits_2_saying_how_to_get_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN uvloop cannot be imported
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    # WHEN a run asks for it, THEN exit 2 naming the extra, before anything runs
+    code, err = _main([*BASE, "--event-loop", "uvloop"], capsys)
+    assert code == 2
+    assert "--event-loop uvloop needs the uvloop package: pip install 'asyncloop[uvloop]'" in err
+
+
 # -- the supervisor, with stand-in children ---------------------------------------------------
 
 # A stand-in child: says it is ready on stderr, waits for SIGTERM (forever without one), then
