@@ -158,6 +158,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _option(run, "--duration", float, help="stop after this many seconds")
     _switch(run, "--json", "print the statistics as one JSON object, all of stdout")
     _add_observe(run)
+    _add_processes(run)
     run.set_defaults(handler_fn=_cmd_run)
 
 
@@ -316,12 +317,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
             handler = load_handler(args.handler)
         observe = _observe_options(args)
+        processes, loop_factory = _process_options(args)
     except ConfigError as exc:
         return _usage_error(_flag_message(exc, args))
+    if processes > 1:
+        return _cmd_run_processes(args, processes)
     try:
-        stats, aborted = asyncio.run(
-            _run(queue_url, consumer_config, aws_config, lambda_config, handler, observe)
-        )
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            stats, aborted = runner.run(
+                _run(queue_url, consumer_config, aws_config, lambda_config, handler, observe)
+            )
     except ConfigError as exc:
         return _usage_error(_flag_message(exc, args))
     except AsyncloopError as exc:
@@ -330,7 +335,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("asyncloop: aborted", file=sys.stderr)
         return EXIT_FAILURE
-    _print_stats(stats.to_dict(), as_json=args.json)
+    summary = stats.to_dict()
+    if args.emit_state:
+        from ._processes import STATE_KEY
+
+        summary[STATE_KEY] = stats.to_state()
+    _print_stats(summary, as_json=args.json or args.emit_state)
     if aborted:
         print("asyncloop: aborted by a second signal", file=sys.stderr)
         return EXIT_FAILURE
@@ -388,6 +398,90 @@ async def _run(
                 if task is not None:
                     task.uncancel()
         return consumer.stats, signals.aborted
+
+
+# -- run's processes (--processes N, the supervisor in _processes) and event loop -------------
+
+_EVENT_LOOPS = ("asyncio", "uvloop")
+
+
+def _add_processes(run: argparse.ArgumentParser) -> None:
+    _option(
+        run,
+        "--processes",
+        default="1",
+        metavar="N|auto",
+        help="consumer processes on the queue, each with its own event loop and clients; "
+        "--max-in-flight and --receivers are split among them; auto: one per core",
+    )
+    _option(
+        run,
+        "--event-loop",
+        default="asyncio",
+        help="asyncio, or uvloop (needs asyncloop[uvloop]); every process uses it",
+    )
+    # A child of the supervisor prints its statistics whole (histograms too), to be merged.
+    run.add_argument("--emit-state", action="store_true", help=argparse.SUPPRESS)
+
+
+def _process_options(args: argparse.Namespace) -> tuple[int, Callable[[], Any] | None]:
+    """The process count (validated against the shares: ConfigError for N > max-in-flight)
+    and the event loop factory (None: asyncio's own)."""
+    from ._processes import parse_processes, plan
+
+    processes = parse_processes(args.processes)
+    if processes > 1:
+        plan(
+            processes,
+            max_in_flight=args.max_in_flight,
+            receivers=args.receivers,
+            metrics_port=args.metrics_port,
+        )
+    _check_choice("event_loop", args.event_loop, _EVENT_LOOPS)
+    if args.event_loop != "uvloop":
+        return processes, None
+    try:
+        import uvloop
+    except ImportError:
+        raise ConfigError(
+            "event_loop uvloop needs the uvloop package: pip install 'asyncloop[uvloop]'",
+            field="event_loop",
+        ) from None
+    factory: Callable[[], Any] = uvloop.new_event_loop
+    return processes, factory
+
+
+def _cmd_run_processes(args: argparse.Namespace, processes: int) -> int:
+    """`asyncloop run --processes N` (N > 1, flags already validated): the supervisor."""
+    from ._processes import Option, child_argv, exit_code, merged_summary, plan, supervise
+
+    options = [
+        Option(flag=action.option_strings[0], value=getattr(args, action.dest), switch=switch)
+        for action in _run_parser()._actions
+        if action.option_strings and action.dest not in ("help", "emit_state")
+        for switch in (isinstance(action, argparse._StoreTrueAction),)
+    ]
+    children = plan(
+        processes,
+        max_in_flight=args.max_in_flight,
+        receivers=args.receivers,
+        metrics_port=args.metrics_port,
+    )
+    argvs = [child_argv(options, child) for child in children]
+    results = asyncio.run(supervise(argvs))
+    summary = merged_summary(results)
+    if summary is not None:
+        _print_stats(summary, as_json=args.json)
+    return exit_code(results)
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    """The `run` subcommand's parser (its flags are what a child is given)."""
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            run: argparse.ArgumentParser = action.choices["run"]
+            return run
+    raise AssertionError("the parser has no run command")
 
 
 # -- run's self-reporting: the periodic stats line and the Prometheus endpoint ---------------

@@ -8,7 +8,7 @@ few kilobytes as a hundred-message one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = ("LatencyHistogram", "Stats")
@@ -70,6 +70,37 @@ class LatencyHistogram:
                 return min(max(middle, self.min), self.max)
         return self.max
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything `from_state` needs to rebuild this histogram, JSON-ready (the buckets
+        sparse: only the non-empty ones), for merging the runs of several processes."""
+        return {
+            "buckets": {str(i): n for i, n in enumerate(self._counts) if n},
+            "count": self.count,
+            "total": self.total,
+            "min": None if self.count == 0 else self.min,
+            "max": self.max,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LatencyHistogram:
+        """The histogram `to_state` described; ValueError for a malformed state."""
+        histogram = cls()
+        try:
+            for key, n in state["buckets"].items():
+                index = int(key)
+                if not 0 <= index < _BUCKETS or not isinstance(n, int) or n < 0:
+                    raise ValueError(f"bad bucket {key!r}: {n!r}")
+                histogram._counts[index] = n
+            histogram.count = int(state["count"])
+            histogram.total = float(state["total"])
+            histogram.min = math.inf if state["min"] is None else float(state["min"])
+            histogram.max = float(state["max"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a histogram state: {exc!r}") from None
+        if sum(histogram._counts) != histogram.count:
+            raise ValueError("histogram state: the buckets do not add up to its count")
+        return histogram
+
     # -- read-only views (the periodic stats line, the Prometheus collector) -----------------
 
     def copy(self) -> LatencyHistogram:
@@ -119,6 +150,28 @@ class LatencyHistogram:
             out[name] = None if value is None else round(value * 1e3, 3)
         out["max"] = round(self.max * 1e3, 3) if self.count else None
         return out
+
+
+# The integer counters of `Stats`, summed by `Stats.merged`.
+_COUNTERS = (
+    "received",
+    "dispatched",
+    "succeeded",
+    "failed",
+    "throttled",
+    "deleted",
+    "delete_failed",
+    "released",
+    "release_failed",
+    "peak_in_flight",
+    "retried",
+    "backed_off",
+    "extended",
+    "extend_failed",
+    "lease_lost",
+    "concurrency_limit",
+    "concurrency_limit_min",
+)
 
 
 class Stats:
@@ -221,6 +274,70 @@ class Stats:
         end = self.last_success_at if self.last_success_at is not None else self.stopped_at
         busy = end - self.started_at if end is not None else 0.0
         return self.succeeded / busy if busy > 0 else 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything `from_state` needs to rebuild these statistics, JSON-ready: counters,
+        API calls, both histograms whole, and the clock readings. `asyncloop run --processes`
+        children print it so the supervisor can `merged` them."""
+        return {
+            "counters": {name: getattr(self, name) for name in _COUNTERS},
+            "api_calls": dict(self.api_calls),
+            "receive_to_done": self.receive_to_done.to_state(),
+            "send_to_done": self.send_to_done.to_state(),
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "last_success_at": self.last_success_at,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Stats:
+        """The statistics `to_state` described; ValueError for a malformed state."""
+        stats = cls()
+        try:
+            for name in _COUNTERS:
+                value = state["counters"][name]
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError(f"counter {name} must be an integer, got {value!r}")
+                setattr(stats, name, value)
+            stats.api_calls = {str(k): int(v) for k, v in state["api_calls"].items()}
+            stats.receive_to_done = LatencyHistogram.from_state(state["receive_to_done"])
+            stats.send_to_done = LatencyHistogram.from_state(state["send_to_done"])
+            for name in ("started_at", "stopped_at", "last_success_at"):
+                value = state[name]
+                setattr(stats, name, None if value is None else float(value))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a stats state: {exc!r}") from None
+        return stats
+
+    @classmethod
+    def merged(cls, parts: Iterable[Stats]) -> Stats:
+        """One summary of runs that went side by side (`asyncloop run --processes`).
+
+        Counters and API calls are summed, and so are `peak_in_flight`, `concurrency_limit`
+        and `concurrency_limit_min` (each process's own, added up: the peak and the lowest
+        limit are upper bounds for the whole, since the processes need not peak together).
+        Histograms are merged whole, so percentiles are the run's, not an average of each
+        process's. Clocks are per process, so the merged run starts at 0.0, its duration is
+        the longest part's, and its busy time (to the last success) is the longest part's:
+        `throughput_msgs_s` is then the summed successes over that time.
+        """
+        out = cls()
+        durations: list[float] = []
+        busy: list[float] = []
+        for part in parts:
+            for name in _COUNTERS:
+                setattr(out, name, getattr(out, name) + getattr(part, name))
+            for operation, n in part.api_calls.items():
+                out.count_call(operation, n)
+            out.receive_to_done.merge(part.receive_to_done)
+            out.send_to_done.merge(part.send_to_done)
+            durations.append(part.duration_s)
+            if part.started_at is not None and part.last_success_at is not None:
+                busy.append(part.last_success_at - part.started_at)
+        out.started_at = 0.0
+        out.stopped_at = max(durations, default=0.0)
+        out.last_success_at = max(busy) if busy else None
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the CLI's ``--json`` line)."""
