@@ -18,19 +18,25 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from asyncloop import DispatchError, Message, Stats
-from asyncloop._cli_bench import register, run_bench_command
-from asyncloop.testing import FakeQueue
-from bench._baselines import naive_gather, seed_sequential
-from bench._config import BenchConfig, BenchError, LatencyModel, parse_int_list, parse_names
-from bench._report import (
+from asyncloop._bench._baselines import naive_gather, seed_sequential
+from asyncloop._bench._config import (
+    BenchConfig,
+    BenchError,
+    LatencyModel,
+    parse_int_list,
+    parse_names,
+)
+from asyncloop._bench._report import (
     format_full_table,
     format_table,
     load_results,
     validate,
     write_outputs,
 )
-from bench._runner import Progress, run_bench
-from bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
+from asyncloop._bench._runner import Progress, run_bench
+from asyncloop._bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
+from asyncloop._cli_bench import register, run_bench_command
+from asyncloop.testing import FakeQueue
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

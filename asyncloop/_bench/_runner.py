@@ -12,8 +12,8 @@ AWS-like latencies takes seconds per point, not minutes. With `http_check` (the 
 command), the sweep's settings are then run on moto too, where moto's calibrated ceiling
 leaves room; the others are reported as emulator-bound, not measured.
 
-After the sweep, `bench._recommend.recommend` picks the smallest setting within 5% of the best
-throughput and names the ceiling that bounds it.
+After the sweep, `asyncloop._bench._recommend.recommend` picks the smallest setting within 5% of
+the best throughput and names the ceiling that bounds it.
 
 Measured per run:
 - msgs/s: N / time to the N-th success;
@@ -357,7 +357,7 @@ def _versions(target: str) -> dict[str, str | None]:
 
 def _git_state() -> str | None:
     """``<commit>`` or ``<commit>+dirty`` of the asyncloop checkout, when it is one."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     git = shutil.which("git")
     if git is None or not os.path.isdir(os.path.join(root, ".git")):
         return None
@@ -859,7 +859,8 @@ def _recommendation(
     calibration: dict[str, Any],
     check: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """The recommendation record: `bench._recommend.recommend` over the consumer's points."""
+    """The recommendation record: `asyncloop._bench._recommend.recommend` over the consumer's
+    points."""
     points = {}
     for r in results:
         if r["kind"] != "consumer":

@@ -12,9 +12,10 @@ Layout (httpcore's scripts/benchmark, split by job):
 - `_server_process`: runs moto or the local Lambda endpoint in a child process.
 - `_latency_profiles`: the latency profiles (``--profile``: aws-like, zero).
 - `_recommend`: the recommendation rule and the ceilings that bound a setting.
-- `_profile`: cProfile of one consumer run (``python -m bench._profile``).
-- `micro/`: pytest-benchmark microbenchmarks of the hot path
-  (``pytest bench/micro --benchmark-enable``).
+- `_profile`: cProfile of one consumer run (``python -m asyncloop._bench._profile``).
+
+The repository's ``bench/`` holds the published results (RESULTS.md), the microbenchmarks
+(``bench/micro``) and the reliability scenario (``bench/reliability.py``).
 """
 
 from ._config import BenchConfig as BenchConfig
