@@ -34,8 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-from asyncloop import DispatchError, Message, Stats
-from asyncloop._protocols import Dispatcher, Queue
+from asyncloop import Dispatcher, DispatchError, Message, Queue, Stats
 
 from ._workload import Tracker
 

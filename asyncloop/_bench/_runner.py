@@ -337,7 +337,7 @@ def _versions(target: str) -> dict[str, str | None]:
             out[name] = None
     out["asyncloop_git"] = _git_state()
     if target == "fauxqs":
-        from asyncloop.testing._fauxqs import FAUXQS_VERSION
+        from asyncloop.testing import FAUXQS_VERSION
 
         out["fauxqs"] = FAUXQS_VERSION
         out.update(node_versions())

@@ -47,8 +47,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from asyncloop import AwsConfig, LambdaConfig, LambdaDispatcher, Message
-from asyncloop._payload import build_payload
+from asyncloop import AwsConfig, LambdaConfig, LambdaDispatcher, Message, build_payload
 from asyncloop.testing import FakeLambda
 
 from ._config import BenchConfig, BenchError
@@ -808,7 +807,7 @@ class FauxqsTarget(_HttpTarget):
         self._fauxqs: Any = None
 
     async def _start(self) -> None:
-        from asyncloop.testing._fauxqs import FauxqsServer, node_available
+        from asyncloop.testing import FauxqsServer, node_available
 
         if not node_available():
             raise BenchError(
@@ -838,7 +837,7 @@ class FauxqsTarget(_HttpTarget):
                 self._server_pids.append(pid)
 
     def describe(self) -> dict[str, Any]:
-        from asyncloop.testing._fauxqs import FAUXQS_VERSION
+        from asyncloop.testing import FAUXQS_VERSION
 
         return {
             "name": self.name,

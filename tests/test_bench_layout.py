@@ -1,0 +1,87 @@
+"""Where the benchmark lives: `asyncloop._bench`, reached only through ``asyncloop bench``.
+
+- The benchmark imports only public names of `asyncloop` and `asyncloop.testing` (what a user
+  can import too), so it measures the library as shipped, not its internals.
+- The library never imports the benchmark: only ``asyncloop/_cli_bench.py`` does, lazily.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "asyncloop"
+BENCH = PACKAGE / "_bench"
+PUBLIC = ("asyncloop", "asyncloop.testing")
+
+
+def _absolute_imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """(module, imported names, line) of every absolute import in `path`."""
+    found: list[tuple[str, list[str], int]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, [alias.name for alias in node.names], node.lineno))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, [], node.lineno) for alias in node.names)
+    return found
+
+
+def test_bench_imports_only_public_names() -> None:
+    # GIVEN every module of the benchmark
+    sources = sorted(BENCH.glob("*.py"))
+    assert len(sources) > 5
+    # WHEN their imports from asyncloop are collected
+    private = []
+    for path in sources:
+        for module, names, line in _absolute_imports(path):
+            if module.split(".")[0] != "asyncloop" or module.startswith("asyncloop._bench"):
+                continue
+            where = f"{path.name}:{line}"
+            if module not in PUBLIC or not names:
+                private.append(f"{where} {module}")
+                continue
+            exported = importlib.import_module(module).__all__
+            private.extend(f"{where} {module}.{n}" for n in names if n not in exported)
+    # THEN each is a name in asyncloop's or asyncloop.testing's __all__
+    assert private == []
+
+
+def test_the_library_does_not_import_the_bench() -> None:
+    # GIVEN every library module but the benchmark and the command that runs it
+    sources = [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if BENCH not in path.parents and path.name != "_cli_bench.py"
+    ]
+    # WHEN their imports are collected (relative ones included)
+    offenders = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            modules: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""] + [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            parts = {part for module in modules for part in module.split(".")}
+            if parts & {"_bench", "bench"}:
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    # THEN none names the benchmark
+    assert offenders == []
+
+
+def test_building_the_cli_loads_no_bench_module() -> None:
+    # GIVEN a fresh interpreter WHEN it imports the public modules and builds the CLI's parser
+    code = (
+        "import sys, asyncloop, asyncloop.testing, asyncloop.lambda_handler, asyncloop._cli; "
+        "asyncloop._cli.build_parser(); "
+        "print(','.join(m for m in sys.modules if m.startswith('asyncloop._bench') "
+        "or m.split('.')[0] == 'bench'))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # THEN the benchmark is not loaded: only running `asyncloop bench` imports it
+    assert loaded == ""
