@@ -3,15 +3,21 @@
 - The benchmark imports only public names of `asyncloop` and `asyncloop.testing` (what a user
   can import too), so it measures the library as shipped, not its internals.
 - The library never imports the benchmark: only ``asyncloop/_cli_bench.py`` does, lazily.
+- The results record the checkout's commit, from a clone or a ``git worktree`` alike.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from asyncloop._bench._runner import _git_state
 
 PACKAGE = Path(__file__).resolve().parents[1] / "asyncloop"
 BENCH = PACKAGE / "_bench"
@@ -85,3 +91,38 @@ def test_building_the_cli_loads_no_bench_module() -> None:
     ).stdout.strip()
     # THEN the benchmark is not loaded: only running `asyncloop bench` imports it
     assert loaded == ""
+
+
+def _git(cwd: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args]
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_state_reads_a_worktree(tmp_path: Path) -> None:
+    # GIVEN a repository with one commit, and a `git worktree` of it (whose .git is a file)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "asyncloop").mkdir()
+    (repo / "asyncloop" / "x.py").write_text("x = 1\n")
+    _git(repo, "add", "asyncloop")
+    _git(repo, "commit", "-q", "-m", "one")
+    worktree = tmp_path / "wt"
+    _git(repo, "worktree", "add", "-q", str(worktree))
+    assert (worktree / ".git").is_file()
+    head = _git(worktree, "rev-parse", "--short", "HEAD")
+    # WHEN the bench reads the checkout's state there, clean and then with an edit
+    clean = _git_state(str(worktree))
+    (worktree / "asyncloop" / "x.py").write_text("x = 2\n")
+    dirty = _git_state(str(worktree))
+    # THEN it names the commit, and marks the edit
+    assert (clean, dirty) == (head, f"{head}+dirty")
+
+
+def test_git_state_is_none_outside_a_checkout(tmp_path: Path) -> None:
+    # GIVEN a directory with no .git beside the package (an installed wheel's site-packages)
+    # WHEN the bench reads its state THEN there is none
+    assert _git_state(str(tmp_path)) is None

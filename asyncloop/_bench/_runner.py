@@ -355,11 +355,18 @@ def _versions(target: str) -> dict[str, str | None]:
     return out
 
 
-def _git_state() -> str | None:
-    """``<commit>`` or ``<commit>+dirty`` of the asyncloop checkout, when it is one."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The directory holding the asyncloop package: the repository root in a checkout.
+_CHECKOUT_ROOT: Final = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _git_state(root: str = _CHECKOUT_ROOT) -> str | None:
+    """``<commit>`` or ``<commit>+dirty`` of the asyncloop checkout at `root`, when it is one.
+
+    None for an installed wheel (no ``.git`` beside the package) or without git. ``.git`` is a
+    directory in a clone and a file (``gitdir: ...``) in a ``git worktree``: either counts.
+    """
     git = shutil.which("git")
-    if git is None or not os.path.isdir(os.path.join(root, ".git")):
+    if git is None or not os.path.exists(os.path.join(root, ".git")):
         return None
     try:
         head = subprocess.run(
