@@ -64,7 +64,7 @@ from ._node_baseline import (
     unavailable_reason,
 )
 from ._recommend import Point, binding, ceilings, recommend
-from ._targets import FakeTarget, Target, make_target
+from ._targets import FakeTarget, Target, make_target, moto_missing
 from ._workload import BODY_BYTES, Tracker
 
 __all__ = ("SCHEMA_VERSION", "Progress", "RunResult", "run_bench")
@@ -583,6 +583,9 @@ async def run_bench(
 ) -> dict[str, Any]:
     """Run the whole benchmark described by `config`; return the results document."""
     config = config.resolved()
+    missing = moto_missing(config)
+    if missing is not None:
+        raise BenchError(missing)
     settings = config.settings()
     skipped = unavailable_reason(config) if NODE_BASELINE in (config.baselines or ()) else None
     if skipped is not None:
