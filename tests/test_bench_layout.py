@@ -4,15 +4,20 @@
   can import too), so it measures the library as shipped, not its internals.
 - The library never imports the benchmark: only ``asyncloop/_cli_bench.py`` does, lazily.
 - The results record the checkout's commit, from a clone or a ``git worktree`` alike.
+- The wheel holds one top-level package, `asyncloop`, with the benchmark's data files, and
+  ``asyncloop bench`` runs from it alone.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import json
+import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -126,3 +131,99 @@ def test_git_state_is_none_outside_a_checkout(tmp_path: Path) -> None:
     # GIVEN a directory with no .git beside the package (an installed wheel's site-packages)
     # WHEN the bench reads its state THEN there is none
     assert _git_state(str(tmp_path)) is None
+
+
+# -- the wheel -------------------------------------------------------------------------------
+
+ROOT = PACKAGE.parent
+# Run inside the unpacked wheel: the bench from its own files, its results checked against the
+# schema the wheel carries, and nothing imported from a `bench` package or from this checkout.
+_RUN_FROM_WHEEL = """
+import json, sys
+from pathlib import Path
+from asyncloop._cli import main
+unpacked, out = sys.argv[1], sys.argv[2]
+code = main(["bench", "--target", "fake", "--profile", "zero", "--messages", "200",
+             "--receivers", "1", "--max-in-flight", "8", "--repeats", "1",
+             "--baselines", "none", "--out", out])
+from asyncloop._bench._report import SCHEMA_PATH, validate
+validate(json.loads((Path(out) / "results.json").read_text()))
+outside = sorted(
+    name for name, module in sys.modules.items()
+    if name.split(".")[0] == "bench"
+    or name.split(".")[0] == "asyncloop"
+    and not getattr(module, "__file__", unpacked).startswith(unpacked)
+)
+print(json.dumps({"code": code, "outside": outside, "schema": str(SCHEMA_PATH)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from this checkout by pip and hatchling (no network)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (built,) = out.glob("asyncloop-*.whl")
+    return built
+
+
+def test_the_wheel_ships_only_asyncloop_with_the_bench_data(wheel: Path) -> None:
+    # GIVEN the built wheel WHEN its entries are listed
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    top = {name.split("/")[0] for name in names}
+    bench_source = {
+        path.relative_to(ROOT).as_posix()
+        for path in BENCH.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    # THEN the only top-level package is asyncloop (no `bench`), beside its dist-info
+    assert {name for name in top if not name.endswith(".dist-info")} == {"asyncloop"}
+    # THEN every file of the benchmark is inside, its data files included
+    assert {
+        "asyncloop/_bench/results.schema.json",
+        "asyncloop/_bench/node/package.json",
+        "asyncloop/_bench/node/package-lock.json",
+        "asyncloop/_bench/node/consumer.mjs",
+    } <= bench_source
+    assert bench_source - names == set()
+
+
+def test_asyncloop_bench_runs_from_the_unpacked_wheel(wheel: Path, tmp_path: Path) -> None:
+    # GIVEN the wheel unpacked outside the repository, first on the path
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpacked)
+    # WHEN `asyncloop bench` runs there from another directory
+    completed = subprocess.run(
+        [sys.executable, "-c", _RUN_FROM_WHEEL, str(unpacked), str(tmp_path / "out")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(unpacked)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # THEN it succeeds on the wheel's own files: its schema, no `bench`, no checkout module
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result == {
+        "code": 0,
+        "outside": [],
+        "schema": str(unpacked / "asyncloop" / "_bench" / "results.schema.json"),
+    }
