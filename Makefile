@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[plot]" --group dev
 	# fauxqs (npm) for the fast-SQS tests and bench target; skipped where Node is missing
 	$(PY) -c "from asyncloop.testing import ensure_fauxqs, node_available; node_available() and ensure_fauxqs()"
-	# bbc/sqs-consumer (npm, pinned in bench/node) for the bench's node-sqs-consumer baseline
-	$(PY) -c "from asyncloop.testing import node_available; from bench._node_baseline import ensure_node_baseline; node_available() and ensure_node_baseline()"
+	# bbc/sqs-consumer (npm, pinned in asyncloop/_bench/node) for the bench's node-sqs-consumer baseline
+	$(PY) -c "from asyncloop.testing import node_available; from asyncloop._bench._node_baseline import ensure_node_baseline; node_available() and ensure_node_baseline()"
 	touch $(STAMP)
 
 install: $(STAMP)

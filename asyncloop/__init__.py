@@ -27,6 +27,7 @@ from ._exceptions import PayloadTooLarge as PayloadTooLarge
 from ._exceptions import QueueError as QueueError
 from ._exceptions import QueueNotFound as QueueNotFound
 from ._exceptions import TransportError as TransportError
+from ._payload import build_payload as build_payload
 from ._protocols import Dispatcher as Dispatcher
 from ._protocols import LambdaInvoker as LambdaInvoker
 from ._protocols import Queue as Queue
@@ -75,6 +76,7 @@ __all__ = (
     "SqsQueue",
     "Stats",
     "TransportError",
+    "build_payload",
 )
 
 _LAZY = {"AioLambdaInvoker", "AwsClients", "SqsQueue"}

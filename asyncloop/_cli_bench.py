@@ -1,6 +1,8 @@
-"""``asyncloop bench``: parse the flags, build a `bench.BenchConfig`, run it, write the reports.
+"""``asyncloop bench``: parse the flags, build an `asyncloop._bench.BenchConfig`, run it, write
+the reports.
 
-The benchmark itself lives in the ``bench`` package, imported only when the command runs.
+The benchmark itself lives in the private ``asyncloop._bench`` package, imported only when the
+command runs.
 Bad arguments exit 2 with one ``asyncloop: error: ...`` line on stderr.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from bench._config import BenchConfig
+    from asyncloop._bench._config import BenchConfig
 
 __all__ = ("register",)
 
@@ -134,7 +136,7 @@ def _error(message: str) -> int:
 
 
 def _int(text: str, flag: str) -> int:
-    from bench._config import BenchError
+    from asyncloop._bench._config import BenchError
 
     try:
         return int(text)
@@ -144,7 +146,7 @@ def _int(text: str, flag: str) -> int:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The `BenchConfig` for parsed arguments; `bench.BenchError` names a bad one."""
-    from bench._config import (
+    from asyncloop._bench._config import (
         BASELINES,
         BenchConfig,
         BenchError,
@@ -195,7 +197,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 def _check_aws(config: BenchConfig, stdin: TextIO, stderr: TextIO) -> str | None:
     """None when the aws target may go ahead; else the error message."""
-    from bench._targets import aws_plan
+    from asyncloop._bench._targets import aws_plan
 
     if config.endpoint_url is None:
         explicit = any(
@@ -224,7 +226,7 @@ def _check_aws(config: BenchConfig, stdin: TextIO, stderr: TextIO) -> str | None
 
 
 def _compare(paths: list[str], *, force: bool) -> int:
-    from bench._report import compare, load_results
+    from asyncloop._bench._report import compare, load_results
 
     try:
         before, after = (load_results(path) for path in paths)
@@ -238,7 +240,7 @@ def run_bench_command(
     args: argparse.Namespace, *, stdin: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
     """The ``bench`` command: returns the exit code."""
-    from bench._config import BenchError
+    from asyncloop._bench._config import BenchError
 
     stdin = stdin if stdin is not None else sys.stdin
     stderr = stderr if stderr is not None else sys.stderr
@@ -284,7 +286,7 @@ def _is_target_failure(exc: BaseException) -> bool:
 
 
 def _run(config: BenchConfig, stderr: TextIO) -> dict[str, Any]:
-    from bench._runner import run_bench
+    from asyncloop._bench._runner import run_bench
 
     # The consumer logs its start and stop at INFO: once per run here, noise among the
     # progress bar (and time spent in the measured loop). Warnings still show.
@@ -303,7 +305,7 @@ def _run(config: BenchConfig, stderr: TextIO) -> dict[str, Any]:
 
 
 def _write(doc: dict[str, Any], out: Path) -> int:
-    from bench._report import format_table, write_outputs
+    from asyncloop._bench._report import format_table, write_outputs
 
     paths = write_outputs(doc, out)
     print(format_table(doc))

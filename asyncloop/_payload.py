@@ -39,7 +39,12 @@ def queue_arn(queue_url: str, region: str | None = None) -> str:
 def build_payload(
     message: Message, *, queue_url: str, payload: PayloadFormat, source_arn: str | None = None
 ) -> bytes:
-    """The invoke payload for `message`, UTF-8 encoded JSON."""
+    """The invoke payload for `message`, UTF-8 encoded JSON: what `LambdaDispatcher` sends.
+
+    `payload` is ``"seed"`` or ``"sqs-event"`` (module docstring); `queue_url` goes into the
+    record, and the ``sqs-event`` shape's ``eventSourceARN`` is `source_arn`, else derived from
+    `queue_url`. Public so a worker's tests can build the exact event it will receive.
+    """
     if payload == "seed":
         record: dict[str, Any] = {
             "sqs": {

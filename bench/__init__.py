@@ -1,42 +1,11 @@
-"""asyncloop's benchmark suite: ``asyncloop bench`` (see bench/RESULTS.md for measured figures).
+"""asyncloop's benchmark suite in the repository (not shipped: the wheel holds only `asyncloop`).
 
-Layout (httpcore's scripts/benchmark, split by job):
+The benchmark's code is the private package `asyncloop._bench`, run by ``asyncloop bench``
+(``make bench``), so an installed wheel has the command too. Here:
 
-- `_config`: `BenchConfig`, the parameters and per-target defaults; `LatencyModel`.
-- `_workload`: the workload every contender runs (message bodies, the counting wrappers,
-  the tracker that ends a run at its N-th success).
-- `_targets`: fake, moto, fauxqs, aws (and the feeder that keeps the queue's backlog).
-- `_baselines`: ``seed-sequential`` (a port of the seed's consumer.js) and ``naive-gather``.
-- `_runner`: warm-up, calibration, the interleaved repeats, measurement, the summary.
-- `_report`: the table, results.json (`results.schema.json`), the plot, report.md, --compare.
-- `_server_process`: runs moto or the local Lambda endpoint in a child process.
-- `_latency_profiles`: the latency profiles (``--profile``: aws-like, zero).
-- `_recommend`: the recommendation rule and the ceilings that bound a setting.
-- `_profile`: cProfile of one consumer run (``python -m bench._profile``).
-- `micro/`: pytest-benchmark microbenchmarks of the hot path
-  (``pytest bench/micro --benchmark-enable``).
+- ``RESULTS.md``: the published figures, with the commands that reproduce them;
+- ``reliability.py``: the 10,000-message fault scenario (``python -m bench.reliability``),
+  public names of `asyncloop` and `asyncloop.testing` only;
+- ``micro/``: pytest-benchmark microbenchmarks (``make micro``), tests of the library's
+  internals rather than part of the installed benchmark.
 """
-
-from ._config import BenchConfig as BenchConfig
-from ._config import BenchError as BenchError
-from ._config import LatencyModel as LatencyModel
-from ._config import Setting as Setting
-from ._report import compare as compare
-from ._report import format_table as format_table
-from ._report import validate as validate
-from ._report import write_outputs as write_outputs
-from ._runner import SCHEMA_VERSION as SCHEMA_VERSION
-from ._runner import run_bench as run_bench
-
-__all__ = (
-    "SCHEMA_VERSION",
-    "BenchConfig",
-    "BenchError",
-    "LatencyModel",
-    "Setting",
-    "compare",
-    "format_table",
-    "run_bench",
-    "validate",
-    "write_outputs",
-)

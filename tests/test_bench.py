@@ -18,19 +18,26 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from asyncloop import DispatchError, Message, Stats
-from asyncloop._cli_bench import register, run_bench_command
-from asyncloop.testing import FakeQueue
-from bench._baselines import naive_gather, seed_sequential
-from bench._config import BenchConfig, BenchError, LatencyModel, parse_int_list, parse_names
-from bench._report import (
+from asyncloop._bench import _targets
+from asyncloop._bench._baselines import naive_gather, seed_sequential
+from asyncloop._bench._config import (
+    BenchConfig,
+    BenchError,
+    LatencyModel,
+    parse_int_list,
+    parse_names,
+)
+from asyncloop._bench._report import (
     format_full_table,
     format_table,
     load_results,
     validate,
     write_outputs,
 )
-from bench._runner import Progress, run_bench
-from bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
+from asyncloop._bench._runner import Progress, run_bench
+from asyncloop._bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
+from asyncloop._cli_bench import register, run_bench_command
+from asyncloop.testing import FakeQueue
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -249,6 +256,40 @@ def test_compare_refuses_a_file_that_is_not_results(
     args = parse(["--compare", str(other), str(other)])
     assert args.handler(args) == 2
     assert "not an asyncloop bench results file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"http_check": "moto"},
+            r"HTTP check on moto needs.*asyncloop\[bench\].*--http-check none",
+        ),
+        ({"target": "moto"}, r"moto target needs moto's server.*asyncloop\[bench\]'$"),
+    ],
+)
+def test_a_run_needing_moto_stops_before_it_starts_when_moto_is_missing(
+    monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any], message: str
+) -> None:
+    # GIVEN an install without moto's server (an absent module stands in for flask)
+    monkeypatch.setattr(_targets, "_MOTO_MODULES", ("moto", "asyncloop_test_absent_module"))
+    progress = io.StringIO()
+    # WHEN a run that needs moto starts
+    with pytest.raises(BenchError, match=message):
+        asyncio.run(run_bench(tiny(**overrides), progress_stream=progress))
+    # THEN it says what to install, before running anything (no warm-up, no sweep)
+    assert progress.getvalue() == ""
+
+
+def test_moto_is_not_required_where_it_is_installed_or_unused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN this environment (moto's server installed) WHEN runs are checked THEN none is refused
+    assert _targets.moto_missing(tiny(target="moto")) is None
+    assert _targets.moto_missing(tiny(http_check="moto")) is None
+    # GIVEN moto missing WHEN a run needs no moto THEN it is not refused either
+    monkeypatch.setattr(_targets, "_MOTO_MODULES", ("asyncloop_test_absent_module",))
+    assert _targets.moto_missing(tiny()) is None
 
 
 # -- the fake sweep end to end ---------------------------------------------------------------

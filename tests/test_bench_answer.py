@@ -16,24 +16,24 @@ from typing import Any
 
 import pytest
 
-from asyncloop._cli_bench import config_from_args, register
-from bench._config import BenchConfig, BenchError, LatencyModel, Setting
-from bench._latency_profiles import OPERATIONS, PROFILES, get_profile
-from bench._node_baseline import NODE_BASELINE, baseline_label
-from bench._recommend import Point, binding, ceilings, recommend
-from bench._report import (
+from asyncloop._bench._config import BenchConfig, BenchError, LatencyModel, Setting
+from asyncloop._bench._latency_profiles import OPERATIONS, PROFILES, get_profile
+from asyncloop._bench._node_baseline import NODE_BASELINE, baseline_label
+from asyncloop._bench._recommend import Point, binding, ceilings, recommend
+from asyncloop._bench._report import (
     SCHEMA_VERSION as REPORT_SCHEMA_VERSION,
 )
-from bench._report import (
+from asyncloop._bench._report import (
     CompareError,
     compare,
     format_table,
     recommendation_lines,
     validate,
 )
-from bench._runner import SCHEMA_VERSION, _messages, _predicted_msgs_s, run_bench
-from bench._targets import FakeTarget
-from bench._workload import Tracker
+from asyncloop._bench._runner import SCHEMA_VERSION, _messages, _predicted_msgs_s, run_bench
+from asyncloop._bench._targets import FakeTarget
+from asyncloop._bench._workload import Tracker
+from asyncloop._cli_bench import config_from_args, register
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -69,8 +69,9 @@ _MACHINE: Final = {"x86_64": "x86_64", "arm64": "aarch64"}
 # benchmarks, and the console scripts pip writes for this machine's interpreter.
 _EXCLUDED_DIRS: Final = frozenset({"__pycache__", "tests", "test", "bench"})
 # asyncloop's own subpackages the function never imports: packaging and deployment (this
-# subpackage and the template: they run where `asyncloop deploy` runs) and the test fakes
-_NOT_IN_FUNCTION: Final = ("_deploy", "testing")
+# subpackage and the template: they run where `asyncloop deploy` runs), the test fakes and the
+# benchmark (it runs where `asyncloop bench` runs)
+_NOT_IN_FUNCTION: Final = ("_deploy", "testing", "_bench")
 _EXCLUDED_TOP: Final = frozenset({"bin"})
 _EXCLUDED_SUFFIXES: Final = (".pyc", ".pyo")
 

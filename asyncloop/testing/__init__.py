@@ -18,6 +18,7 @@ from ._fakes import FaultPlan as FaultPlan
 from ._fakes import Latency as Latency
 from ._fault_proxy import FaultProxy as FaultProxy
 from ._fault_proxy import Faults as Faults
+from ._fauxqs import FAUXQS_VERSION as FAUXQS_VERSION
 from ._fauxqs import FauxqsError as FauxqsError
 from ._fauxqs import FauxqsServer as FauxqsServer
 from ._fauxqs import ensure_fauxqs as ensure_fauxqs
@@ -27,6 +28,7 @@ from ._lambda_server import LambdaServer as LambdaServer
 from ._moto import MotoServer as MotoServer
 
 __all__ = (
+    "FAUXQS_VERSION",
     "FakeLambda",
     "FakeQueue",
     "FaultPlan",

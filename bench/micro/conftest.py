@@ -1,4 +1,9 @@
-"""Fixtures for the hot-path microbenchmarks (run with `pytest bench/micro --benchmark-enable`)."""
+"""Fixtures for the hot-path microbenchmarks (run with `pytest bench/micro --benchmark-enable`).
+
+bench/micro is part of the repository's test suite, not of the installed benchmark
+(`asyncloop._bench`, which imports public names only): it times the library's internals, so
+its modules may import private ones.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The node-sqs-consumer baseline (bench/_node_baseline.py, bench/node/consumer.mjs).
+"""The node-sqs-consumer baseline (asyncloop/_bench/_node_baseline.py and node/consumer.mjs).
 
 - Against fauxqs and an in-process LambdaServer: every message of the queue is invoked (at least
   once, with the seed's payload) and deleted, and the queue is empty afterwards; the CPU and
@@ -25,13 +25,10 @@ import pytest
 import pytest_asyncio
 
 from asyncloop import Stats
-from asyncloop.testing import FaultProxy, node_available
-from asyncloop.testing._fauxqs import FauxqsServer
-from asyncloop.testing._lambda_server import LambdaServer
-from bench import _runner
-from bench._config import BenchConfig, BenchError, Setting
-from bench._latency_profiles import PROFILES
-from bench._node_baseline import (
+from asyncloop._bench import _runner
+from asyncloop._bench._config import BenchConfig, BenchError, Setting
+from asyncloop._bench._latency_profiles import PROFILES
+from asyncloop._bench._node_baseline import (
     NODE_BASELINE,
     baseline_setting,
     default_cache_dir,
@@ -40,8 +37,11 @@ from bench._node_baseline import (
     open_node_consumer,
     unavailable_reason,
 )
-from bench._runner import run_bench
-from bench._workload import Tracker, body
+from asyncloop._bench._runner import run_bench
+from asyncloop._bench._workload import Tracker, body
+from asyncloop.testing import FaultProxy, node_available
+from asyncloop.testing._fauxqs import FauxqsServer
+from asyncloop.testing._lambda_server import LambdaServer
 
 pytestmark = [pytest.mark.integration]
 needs_node = pytest.mark.skipif(
@@ -276,11 +276,13 @@ def test_without_node_it_is_unavailable_with_a_reason(monkeypatch: pytest.Monkey
 
 
 def test_the_pinned_versions_are_exact() -> None:
-    # GIVEN bench/node/package.json and its lock THEN exact versions, the same in both
+    # GIVEN asyncloop/_bench/node/package.json and its lock THEN exact versions, the same in both
     versions = node_versions()
     assert set(versions) == {"sqs-consumer", "@aws-sdk/client-sqs", "@aws-sdk/client-lambda"}
     lock = json.loads(
-        (Path(__file__).parents[2] / "bench" / "node" / "package-lock.json").read_text()
+        (
+            Path(__file__).parents[2] / "asyncloop" / "_bench" / "node" / "package-lock.json"
+        ).read_text()
     )
     for name, version in versions.items():
         assert version[0].isdigit(), f"{name} is not pinned: {version}"

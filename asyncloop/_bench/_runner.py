@@ -12,8 +12,8 @@ AWS-like latencies takes seconds per point, not minutes. With `http_check` (the 
 command), the sweep's settings are then run on moto too, where moto's calibrated ceiling
 leaves room; the others are reported as emulator-bound, not measured.
 
-After the sweep, `bench._recommend.recommend` picks the smallest setting within 5% of the best
-throughput and names the ceiling that bounds it.
+After the sweep, `asyncloop._bench._recommend.recommend` picks the smallest setting within 5% of
+the best throughput and names the ceiling that bounds it.
 
 Measured per run:
 - msgs/s: N / time to the N-th success;
@@ -64,7 +64,7 @@ from ._node_baseline import (
     unavailable_reason,
 )
 from ._recommend import Point, binding, ceilings, recommend
-from ._targets import FakeTarget, Target, make_target
+from ._targets import FakeTarget, Target, make_target, moto_missing
 from ._workload import BODY_BYTES, Tracker
 
 __all__ = ("SCHEMA_VERSION", "Progress", "RunResult", "run_bench")
@@ -337,7 +337,7 @@ def _versions(target: str) -> dict[str, str | None]:
             out[name] = None
     out["asyncloop_git"] = _git_state()
     if target == "fauxqs":
-        from asyncloop.testing._fauxqs import FAUXQS_VERSION
+        from asyncloop.testing import FAUXQS_VERSION
 
         out["fauxqs"] = FAUXQS_VERSION
         out.update(node_versions())
@@ -355,11 +355,18 @@ def _versions(target: str) -> dict[str, str | None]:
     return out
 
 
-def _git_state() -> str | None:
-    """``<commit>`` or ``<commit>+dirty`` of the asyncloop checkout, when it is one."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The directory holding the asyncloop package: the repository root in a checkout.
+_CHECKOUT_ROOT: Final = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _git_state(root: str = _CHECKOUT_ROOT) -> str | None:
+    """``<commit>`` or ``<commit>+dirty`` of the asyncloop checkout at `root`, when it is one.
+
+    None for an installed wheel (no ``.git`` beside the package) or without git. ``.git`` is a
+    directory in a clone and a file (``gitdir: ...``) in a ``git worktree``: either counts.
+    """
     git = shutil.which("git")
-    if git is None or not os.path.isdir(os.path.join(root, ".git")):
+    if git is None or not os.path.exists(os.path.join(root, ".git")):
         return None
     try:
         head = subprocess.run(
@@ -576,6 +583,9 @@ async def run_bench(
 ) -> dict[str, Any]:
     """Run the whole benchmark described by `config`; return the results document."""
     config = config.resolved()
+    missing = moto_missing(config)
+    if missing is not None:
+        raise BenchError(missing)
     settings = config.settings()
     skipped = unavailable_reason(config) if NODE_BASELINE in (config.baselines or ()) else None
     if skipped is not None:
@@ -859,7 +869,8 @@ def _recommendation(
     calibration: dict[str, Any],
     check: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """The recommendation record: `bench._recommend.recommend` over the consumer's points."""
+    """The recommendation record: `asyncloop._bench._recommend.recommend` over the consumer's
+    points."""
     points = {}
     for r in results:
         if r["kind"] != "consumer":

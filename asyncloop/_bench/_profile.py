@@ -1,6 +1,6 @@
 """Profile one consumer run with cProfile: where the event loop thread's CPU goes.
 
-    .venv/bin/python -m bench._profile --target fake --messages 100000 --receivers 8 \\
+    .venv/bin/python -m asyncloop._bench._profile --target fake --messages 100000 --receivers 8 \\
         --max-in-flight 256 [--invoke-latency-ms 50] [--top 30]
 
 Runs one warm-up and one profiled run of the asyncloop consumer (no baselines, no
@@ -26,8 +26,8 @@ from ._targets import make_target
 def _group(filename: str) -> str:
     for marker, name in (
         ("asyncloop/testing", "asyncloop.testing (fakes)"),
+        ("asyncloop/_bench/", "bench wrappers"),
         ("asyncloop/_", "asyncloop core"),
-        ("/bench/", "bench wrappers"),
         ("asyncio", "asyncio"),
         ("anyio", "anyio"),
         ("aiobotocore", "aiobotocore"),
@@ -55,7 +55,7 @@ async def _run(config: BenchConfig, setting: Setting, profiler: cProfile.Profile
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench._profile")
+    parser = argparse.ArgumentParser(prog="python -m asyncloop._bench._profile")
     parser.add_argument("--target", default="fake")
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--receivers", default="8")

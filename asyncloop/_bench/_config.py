@@ -34,7 +34,8 @@ __all__ = (
 Target = Literal["fake", "moto", "fauxqs", "aws"]
 TARGETS: Final[tuple[str, ...]] = ("fake", "moto", "fauxqs", "aws")
 BASELINES: Final[tuple[str, ...]] = ("seed-sequential", "naive-gather", "node-sqs-consumer")
-# node-sqs-consumer (bench/_node_baseline.py) runs on the fauxqs target only: the others' default.
+# node-sqs-consumer (asyncloop/_bench/_node_baseline.py) runs on the fauxqs target only: the
+# others' default.
 _PYTHON_BASELINES: Final = BASELINES[:2]
 # The aws target refuses more than this many messages per run (cost and quota guard).
 AWS_MESSAGE_CAP: Final = 10_000
@@ -155,7 +156,7 @@ class BenchConfig:
     batch_size: tuple[int, ...] | None = None
     delete_by: Literal["consumer", "worker"] = "consumer"
     profile: str = "aws-like"
-    """The latency profile (`bench._latency_profiles.PROFILES`): per-operation latencies
+    """The latency profile (`asyncloop._bench._latency_profiles.PROFILES`): per-operation latencies
     applied by the fake, or by a proxy in front of moto and fauxqs. Not applied on aws."""
     latency: LatencyModel | None = None
     """Overrides the profile's SQS latency per call (receive, delete, visibility change)."""

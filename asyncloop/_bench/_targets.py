@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -47,15 +48,14 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from asyncloop import AwsConfig, LambdaConfig, LambdaDispatcher, Message
-from asyncloop._payload import build_payload
+from asyncloop import AwsConfig, LambdaConfig, LambdaDispatcher, Message, build_payload
 from asyncloop.testing import FakeLambda
 
 from ._config import BenchConfig, BenchError
 from ._latency_profiles import OPERATIONS
 from ._workload import BenchFakeQueue, CountingQueue, Tracker, TrackingDispatcher, body
 
-__all__ = ("RunEnv", "Target", "make_target", "proc_cpu_seconds")
+__all__ = ("RunEnv", "Target", "make_target", "moto_missing", "proc_cpu_seconds")
 
 logger = logging.getLogger("asyncloop.bench")
 
@@ -808,7 +808,7 @@ class FauxqsTarget(_HttpTarget):
         self._fauxqs: Any = None
 
     async def _start(self) -> None:
-        from asyncloop.testing._fauxqs import FauxqsServer, node_available
+        from asyncloop.testing import FauxqsServer, node_available
 
         if not node_available():
             raise BenchError(
@@ -838,7 +838,7 @@ class FauxqsTarget(_HttpTarget):
                 self._server_pids.append(pid)
 
     def describe(self) -> dict[str, Any]:
-        from asyncloop.testing._fauxqs import FAUXQS_VERSION
+        from asyncloop.testing import FAUXQS_VERSION
 
         return {
             "name": self.name,
@@ -897,6 +897,26 @@ class AwsTarget(_HttpTarget):
             "region": self.region,
             "prefix": self.prefix,
         }
+
+
+# moto's server (moto[server]: moto and flask) is a test dependency, not the library's: an
+# installed wheel has it only with the bench extra.
+_MOTO_MODULES: Final = ("moto", "flask")
+
+
+def moto_missing(config: BenchConfig) -> str | None:
+    """Why `config` cannot run here (it needs moto's server, which is not installed), or None.
+
+    Checked before the run starts, so the default sweep does not run for minutes first and then
+    fail at its HTTP check. Looks the modules up without importing them: moto runs in a child.
+    """
+    if config.target != "moto" and config.http_check != "moto":
+        return None
+    if all(importlib.util.find_spec(module) is not None for module in _MOTO_MODULES):
+        return None
+    need = "the moto target needs" if config.target == "moto" else "the HTTP check on moto needs"
+    hint = "" if config.target == "moto" else ", or pass --http-check none"
+    return f"{need} moto's server, which is not installed: pip install 'asyncloop[bench]'{hint}"
 
 
 def make_target(config: BenchConfig) -> Target:

@@ -1,7 +1,7 @@
 // The node-sqs-consumer baseline: bbc/sqs-consumer as its README sets it up, scaled the way its
 // README scales (more Consumer instances of batchSize 10), invoking Lambda (the bench's
 // InvocationType, Event by default) once per message through @aws-sdk/client-lambda. Run by
-// bench/_node_baseline.py:
+// asyncloop/_bench/_node_baseline.py:
 //
 //   node consumer.mjs '<json config>'
 //

@@ -16,8 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from asyncloop import BatchEntryFailure, Message
-from asyncloop._protocols import Dispatcher, Queue
+from asyncloop import BatchEntryFailure, Dispatcher, Message, Queue
 from asyncloop.testing import FakeQueue
 
 __all__ = (

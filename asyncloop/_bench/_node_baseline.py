@@ -1,7 +1,7 @@
 """The ``node-sqs-consumer`` baseline: the peer people already use, bbc/sqs-consumer on Node.
 
 On the fauxqs target, beside seed-sequential and naive-gather, the bench runs
-``bench/node/consumer.mjs``: `instances` ``Consumer.create({queueUrl, batchSize: 10, sqs,
+``asyncloop/_bench/node/consumer.mjs``: `instances` ``Consumer.create({queueUrl, batchSize: 10, sqs,
 handleMessage})`` in one Node process, sharing one ``SQSClient`` and one ``LambdaClient``,
 pointed at the endpoints the Python contenders use (`RunEnv.sqs_endpoint`: fauxqs behind the
 latency proxy, which holds DeleteMessage as long as DeleteMessageBatch; `RunEnv.lambda_endpoint`:
@@ -25,8 +25,8 @@ imports happen before theirs. CPU (`NodeConsumer.cpu_s`) is the Node process's o
 system from its resource usage (``process.cpuUsage``, every thread) between "start" and the
 end; API calls are counted in Node by operation.
 
-The packages are pinned in ``bench/node/package.json`` and ``package-lock.json``: sqs-consumer
-14.2.8 (the newest whose ``engines`` allows Node 20; 15.x needs Node 22) and AWS SDK v3
+The packages are pinned in ``asyncloop/_bench/node/package.json`` and ``package-lock.json``:
+sqs-consumer 14.2.8 (the newest whose ``engines`` allows Node 20; 15.x needs Node 22) and AWS SDK v3
 clients. `ensure_node_baseline` installs them once (``npm ci``) into a cache directory, under a
 lock, as `asyncloop.testing.ensure_fauxqs` installs fauxqs. Without Node >= 20 and npm the
 baseline is skipped with a message (`unavailable_reason`).
@@ -93,7 +93,7 @@ def default_cache_dir() -> Path:
 
 
 def node_versions() -> dict[str, str]:
-    """The pinned npm packages, name -> version, from ``bench/node/package.json``."""
+    """The pinned npm packages, name -> version, from ``asyncloop/_bench/node/package.json``."""
     manifest = json.loads((_SOURCE_DIR / "package.json").read_text(encoding="utf-8"))
     return {str(name): str(version) for name, version in manifest["dependencies"].items()}
 

@@ -8,8 +8,8 @@
   of UPSTREAM (moto or fauxqs). A process of its own: sharing moto's GIL, it would slow both.
 
 LATENCIES is a JSON object, operation -> milliseconds (``"15"`` fixed or ``"15:60"``
-p50:p99, lognormal), as `bench._latency_profiles.Profile.proxy_latencies` gives it; LATENCY
-one such value. Everything binds 127.0.0.1 on a free port.
+p50:p99, lognormal), as `asyncloop._bench._latency_profiles.Profile.proxy_latencies` gives it;
+LATENCY one such value. Everything binds 127.0.0.1 on a free port.
 
 Prints one JSON line, ``{"endpoint_url": ..., "pid": ...}``, once it answers; stops when its
 stdin closes (the parent exited or is done), so it never outlives the bench.
@@ -26,7 +26,7 @@ from typing import Any
 
 def _sampler(text: str, seed: int) -> Any:
     # Imported here so the parent's import of bench does not depend on this script.
-    from bench._config import LatencyModel
+    from asyncloop._bench._config import LatencyModel
 
     return LatencyModel.parse(text, flag="latency").sampler(seed=seed)
 
@@ -92,6 +92,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # Run as a script: make the repository root (bench's parent) importable.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # Run as a script: make the directory holding this asyncloop package importable.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     sys.exit(main(sys.argv[1:]))

@@ -23,7 +23,7 @@ Both stop when the tracker has seen the run's N successes, and record the same l
 (receive to done, send to done) and API calls as the consumer.
 
 ``node-sqs-consumer`` (fauxqs target only) is bbc's sqs-consumer in a Node process, not a
-coroutine on these wrappers: it lives in `bench._node_baseline`, and the runner starts it
+coroutine on these wrappers: it lives in `asyncloop._bench._node_baseline`, and the runner starts it
 through `node_consumer_for` instead of `BASELINE_RUNNERS`.
 """
 
@@ -34,8 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-from asyncloop import DispatchError, Message, Stats
-from asyncloop._protocols import Dispatcher, Queue
+from asyncloop import Dispatcher, DispatchError, Message, Queue, Stats
 
 from ._workload import Tracker
 

@@ -1,0 +1,43 @@
+"""asyncloop's benchmark suite: ``asyncloop bench`` (see bench/RESULTS.md for measured figures).
+
+Layout (httpcore's scripts/benchmark, split by job):
+
+- `_config`: `BenchConfig`, the parameters and per-target defaults; `LatencyModel`.
+- `_workload`: the workload every contender runs (message bodies, the counting wrappers,
+  the tracker that ends a run at its N-th success).
+- `_targets`: fake, moto, fauxqs, aws (and the feeder that keeps the queue's backlog).
+- `_baselines`: ``seed-sequential`` (a port of the seed's consumer.js) and ``naive-gather``.
+- `_runner`: warm-up, calibration, the interleaved repeats, measurement, the summary.
+- `_report`: the table, results.json (`results.schema.json`), the plot, report.md, --compare.
+- `_server_process`: runs moto or the local Lambda endpoint in a child process.
+- `_latency_profiles`: the latency profiles (``--profile``: aws-like, zero).
+- `_recommend`: the recommendation rule and the ceilings that bound a setting.
+- `_profile`: cProfile of one consumer run (``python -m asyncloop._bench._profile``).
+
+The repository's ``bench/`` holds the published results (RESULTS.md), the microbenchmarks
+(``bench/micro``) and the reliability scenario (``bench/reliability.py``).
+"""
+
+from ._config import BenchConfig as BenchConfig
+from ._config import BenchError as BenchError
+from ._config import LatencyModel as LatencyModel
+from ._config import Setting as Setting
+from ._report import compare as compare
+from ._report import format_table as format_table
+from ._report import validate as validate
+from ._report import write_outputs as write_outputs
+from ._runner import SCHEMA_VERSION as SCHEMA_VERSION
+from ._runner import run_bench as run_bench
+
+__all__ = (
+    "SCHEMA_VERSION",
+    "BenchConfig",
+    "BenchError",
+    "LatencyModel",
+    "Setting",
+    "compare",
+    "format_table",
+    "run_bench",
+    "validate",
+    "write_outputs",
+)
