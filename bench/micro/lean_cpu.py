@@ -192,6 +192,9 @@ class _PlainPost:
 
 
 async def _cpu(work: Callable[[], Awaitable[int]]) -> float:
+    # Each row starts with the collector's debt paid: the sdk row's garbage would otherwise
+    # trigger a full pass inside the next row
+    gc.collect()
     start = time.thread_time()
     calls = await work()
     return (time.thread_time() - start) / calls * 1e6
@@ -260,7 +263,15 @@ async def _main(args: argparse.Namespace) -> None:
         runs = {k: [round(v) for v in vs] for k, vs in results[kind].items()}
         floor = ""
         if "floor" in results[kind]:
-            floor = f"floor {statistics.median(results[kind]['floor']):.0f} us, "
+            # Paired within a repeat: steadier than the difference of medians on a loaded box
+            over = statistics.median(
+                lv - fv
+                for lv, fv in zip(results[kind]["lean"], results[kind]["floor"], strict=True)
+            )
+            floor = (
+                f"floor {statistics.median(results[kind]['floor']):.0f} us "
+                f"(lean - floor, paired: {over:+.0f} us), "
+            )
         print(
             f"CPU {label}: {floor}sdk {sdk:.0f} us, lean {lean:.0f} us, "
             f"sdk/lean {sdk / lean:.1f}x  {runs}"
