@@ -10,7 +10,8 @@ the requests the lean path builds carry what botocore's own client serializes fo
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -90,6 +91,43 @@ def test_the_signing_key_follows_the_secret() -> None:
     second = lean.sign(**args, credentials=Credentials("AK", "secret-2"), now=NOW)
     # THEN the signature changes with them (no stale key is reused)
     assert first["Authorization"] != second["Authorization"]
+
+
+def test_one_signer_follows_the_clock_and_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN one signer used for request after request (it keeps the date per second and the
+    # encoded path per path), at instants a second apart across midnight, on two paths
+    lean = SigV4Signer(service="lambda", region=REGION)
+    keys = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
+    midnight = datetime(2025, 3, 5, tzinfo=UTC)
+    steps = [
+        (midnight - timedelta(seconds=1), invoke_path("fn-a")),
+        (midnight - timedelta(seconds=1), invoke_path(ARN_WITH_ALIAS)),
+        (midnight, invoke_path(ARN_WITH_ALIAS)),
+        (midnight + timedelta(seconds=1.5), invoke_path("fn-a")),
+    ]
+    for instant, path in steps:
+        # WHEN it signs with the system clock at `instant`, and botocore signs the same
+        monkeypatch.setattr(time, "time", lambda instant=instant: instant.timestamp())
+        signed = lean.sign(
+            method="POST",
+            host="lambda.eu-west-1.amazonaws.com",
+            path=path,
+            headers={"X-Amz-Invocation-Type": "Event"},
+            body=b"{}",
+            credentials=Credentials(*keys),
+        )
+        request = AWSRequest(
+            "POST",
+            "https://lambda.eu-west-1.amazonaws.com" + path,
+            headers={"X-Amz-Invocation-Type": "Event"},
+            data=b"{}",
+        )
+        boto_now = instant.replace(tzinfo=None, microsecond=0)
+        with mock.patch("botocore.auth.get_current_datetime", return_value=boto_now):
+            SigV4Auth(ReadOnlyCredentials(*keys), "lambda", REGION).add_auth(request)
+        # THEN every request carries that second's date and botocore's signature for its path
+        assert signed["X-Amz-Date"] == request.headers["X-Amz-Date"]
+        assert signed["Authorization"] == request.headers["Authorization"]
 
 
 class _Captured(Exception):

@@ -5,9 +5,10 @@ cost. Everything that is decided once per run is taken from the aiobotocore clie
 creates anyway, when the channel opens: the endpoint (botocore's endpoint ruleset with the
 client's region, ``endpoint_url``, ``AWS_ENDPOINT_URL_<SERVICE>``, FIPS and dual-stack
 settings), the signing region and name, the timeouts, CA bundle and pool size, the attempt cap.
-Credentials are asked of the client's credentials object for every request
-(``get_frozen_credentials()``: a refreshable provider refreshes before expiry there), never
-kept. Error answers (the rare path) are parsed by the client's own botocore parser, so the
+Credentials come from the client's credentials object for every request through
+`CredentialSource` (static keys read once; refreshable ones reused only until botocore's
+advisory refresh point, then ``get_frozen_credentials()`` refreshes them as on the sdk path):
+never stale. Error answers (the rare path) are parsed by the client's own botocore parser, so the
 error code is the one botocore reports (``__type``, ``x-amzn-query-error``,
 ``x-amzn-ErrorType``), and mapped by `asyncloop._aws.error_from_response` through the one
 table.
@@ -24,9 +25,10 @@ from yarl import URL
 
 from .._aws import error_from_response, map_errors
 from .._exceptions import AwsError, ClosedError
+from .credentials import CredentialSource
 from .http import HttpSettings, open_session
 from .retry import DEFAULT_MAX_ATTEMPTS, Reply, Retrier
-from .signing import Credentials, SigV4Signer
+from .signing import SigV4Signer
 
 __all__ = ("ServiceChannel",)
 
@@ -62,6 +64,7 @@ class ServiceChannel:
         )
         self._session: aiohttp.ClientSession | None = None
         self._signer: SigV4Signer | None = None
+        self._credentials = CredentialSource(client._request_signer._credentials)
         self._endpoint = ""
         self._host = ""
         self._base_path = ""
@@ -105,15 +108,6 @@ class ServiceChannel:
         if session is not None:
             await session.close()
 
-    async def _credentials(self) -> Credentials:
-        from botocore.exceptions import NoCredentialsError
-
-        source = self._client._request_signer._credentials
-        if source is None:
-            raise NoCredentialsError()
-        frozen = await source.get_frozen_credentials()
-        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
-
     async def call(
         self,
         operation: str,
@@ -151,7 +145,7 @@ class ServiceChannel:
                 path=full_path,
                 headers=headers,
                 body=body,
-                credentials=await self._credentials(),
+                credentials=await self._credentials.get(),
             )
             # No timeout argument unless overridden: aiohttp reads None as "no timeout at all"
             extra: dict[str, Any] = {} if read_timeout is None else {"timeout": read_timeout}
@@ -173,10 +167,14 @@ class ServiceChannel:
             )
             return parsed
 
-        with map_errors(operation, queue_url=queue_url, function_name=function_name):
+        try:
             reply, parsed = await self._retrier.run(
                 operation, send, parse_error, endpoint_url=self._endpoint
             )
+        except Exception:
+            # Entered only on failure: a context manager per successful call costs about 1 us
+            with map_errors(operation, queue_url=queue_url, function_name=function_name):
+                raise
         if parsed is None:
             return reply
         error = parsed.get("Error", {})

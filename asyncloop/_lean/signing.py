@@ -19,16 +19,19 @@ whitespace collapsed, the path percent-encoded a second time (``quote(path, safe
 which botocore applies to every service but S3), the payload's SHA-256 in the canonical
 request but no ``X-Amz-Content-SHA256`` header. The derived signing key (four HMACs) depends
 only on the secret key, the day, the region and the service: it is cached under exactly
-those, so a rotated secret derives a new key and stale credentials are never kept.
+those, so a rotated secret derives a new key and stale credentials are never kept. The
+``X-Amz-Date`` is formatted once per second of the system clock and the canonical path once
+per path (a channel sends to a few).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 from urllib.parse import quote
 
@@ -67,6 +70,11 @@ class SigV4Signer:
         self._unsigned = _unsigned_headers()
         # (secret key, day) -> signing key; two entries at most (today, and yesterday briefly)
         self._keys: dict[tuple[str, str], bytes] = {}
+        # The X-Amz-Date of the current second: formatting a datetime costs about 2 us
+        self._second = -1
+        self._amz_date = ""
+        # path -> its canonical (twice-encoded) form: a channel sends to a few paths only
+        self._paths: dict[str, str] = {}
 
     @property
     def service(self) -> str:
@@ -105,8 +113,13 @@ class SigV4Signer:
         names = sorted(canonical)
         signed = ";".join(names)
         lines = "".join(f"{name}:{canonical[name]}\n" for name in names)
+        canonical_path = self._paths.get(path)
+        if canonical_path is None:
+            if len(self._paths) >= 256:
+                self._paths.clear()
+            canonical_path = self._paths[path] = quote(path or "/", safe="/~")
         request = (
-            f"{method.upper()}\n{quote(path or '/', safe='/~')}\n\n{lines}\n{signed}\n"
+            f"{method.upper()}\n{canonical_path}\n\n{lines}\n{signed}\n"
             f"{hashlib.sha256(body).hexdigest()}"
         )
         return request, signed
@@ -127,8 +140,14 @@ class SigV4Signer:
         `host` is the ``Host`` header as botocore writes it (no default port); `now` is for tests
         (default: the current UTC time).
         """
-        moment = now if now is not None else datetime.now(UTC)
-        amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
+        if now is not None:
+            amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        else:
+            second = int(time.time())
+            if second != self._second:
+                self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+                self._second = second
+            amz_date = self._amz_date
         day = amz_date[:8]
         signed_headers = dict(headers)
         signed_headers["Host"] = host
@@ -141,9 +160,9 @@ class SigV4Signer:
         scope = f"{day}/{self._region}/{self._service}/aws4_request"
         request_hash = hashlib.sha256(request.encode()).hexdigest()
         to_sign = f"{_ALGORITHM}\n{amz_date}\n{scope}\n{request_hash}"
-        signature = hmac.new(
+        signature = hmac.digest(
             self._signing_key(credentials.secret_key, day), to_sign.encode(), "sha256"
-        ).hexdigest()
+        ).hex()
         signed_headers["Authorization"] = (
             f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed}, Signature={signature}"

@@ -49,6 +49,8 @@ _ATTRIBUTE_VALUE_KEYS: Final = (
 )
 # A long poll's read timeout: its wait plus this margin, when the client's is shorter
 _LONG_POLL_MARGIN: Final = 10.0
+# One encoder: json.dumps with any option builds a new JSONEncoder per call (0.6 us)
+_ENCODE: Final = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _headers(operation: str) -> dict[str, str]:
@@ -135,7 +137,7 @@ class LeanQueue:
             operation,
             path="/",
             headers=_headers(operation),
-            body=json.dumps(request, separators=(",", ":")).encode(),
+            body=_ENCODE(request).encode(),
             read_timeout=read_timeout,
             queue_url=self._queue_url,
         )

@@ -1,21 +1,28 @@
 """CPU per call, lean transport vs the sdk path, measured in one run (not a test).
 
     PYTHONPATH=. python -m bench.micro.lean_cpu [--invokes 2000] [--batches 500] [--repeats 3]
+        [--gc-freeze]
 
 - signing: us per signature (median of 5 x 3,000): botocore ``SigV4Auth``, botocore's CRT
   signer and raw ``awscrt`` when ``awscrt`` is installed, the lean signer;
 - Invoke: `--invokes` Event invokes at concurrency 32 against `LambdaServer` (run on its own
   thread and event loop, so its CPU is not counted), us of the client thread's CPU
-  (``time.thread_time``) per call;
+  (``time.thread_time``) per call; the floor row is a plain, unsigned aiohttp POST of the
+  same request to the same endpoint (a default ``ClientSession``, reading the body), the cost
+  of the HTTP alone;
 - SQS: `--batches` receive(10) + delete_batch(10) pairs against fauxqs (a Node process),
   us per SQS call.
-Each figure is the median of `--repeats`; sdk and lean alternate within a repeat.
+Each figure is the median of `--repeats`; floor, sdk and lean alternate within a repeat.
+``--gc-freeze`` calls ``gc.freeze()`` after the warm-up: the clients' long-lived objects
+(botocore's loaded models, about 100,000) leave the cyclic collector's full passes, which
+otherwise land on the measured calls (all three rows pay them alike).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import threading
 import time
@@ -142,7 +149,10 @@ async def _paths(stack: AsyncExitStack, sqs_url: str, lambda_url: str) -> dict[s
     config = AioConfig(
         max_pool_connections=64, retries={"mode": "standard", "total_max_attempts": 3}
     )
-    session = aioboto3.Session(region_name=REGION)
+    # Local endpoints only: fixed keys, so the run needs no AWS configuration
+    session = aioboto3.Session(
+        region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     sqs = await stack.enter_async_context(
         session.client("sqs", endpoint_url=sqs_url, config=config)
     )
@@ -151,13 +161,40 @@ async def _paths(stack: AsyncExitStack, sqs_url: str, lambda_url: str) -> dict[s
     )
     lean = await stack.enter_async_context(LeanTransport(sqs_client=sqs, lambda_client=lam))
     return {
+        "floor": (None, await stack.enter_async_context(_PlainPost(lambda_url))),
         "sdk": (lambda url: SqsQueue(sqs, url), AioLambdaInvoker(lam)),
         "lean": (lean.queue, lean.invoker()),
         "admin": sqs,
     }
 
 
+class _PlainPost:
+    """The floor: the Invoke request as a plain aiohttp POST, unsigned, body read."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        self._endpoint_url = endpoint_url
+        self._session: Any = None
+
+    async def __aenter__(self) -> _PlainPost:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._session.close()
+
+    async def invoke(self, *, function_name: str, payload: bytes, invocation_type: str) -> None:
+        url = f"{self._endpoint_url}/2015-03-31/functions/{function_name}/invocations"
+        headers = {"X-Amz-Invocation-Type": invocation_type}
+        async with self._session.post(url, data=payload, headers=headers) as response:
+            await response.read()
+
+
 async def _cpu(work: Callable[[], Awaitable[int]]) -> float:
+    # Each row starts with the collector's debt paid: the sdk row's garbage would otherwise
+    # trigger a full pass inside the next row
+    gc.collect()
     start = time.thread_time()
     calls = await work()
     return (time.thread_time() - start) / calls * 1e6
@@ -199,13 +236,18 @@ async def _main(args: argparse.Namespace) -> None:
             paths = await _paths(stack, fauxqs.endpoint_url, lambda_server.url)
             admin = paths["admin"]
             url = (await admin.create_queue(QueueName="bench-lean"))["QueueUrl"]
-            for name in ("sdk", "lean"):  # warm-up: connections, imports
+            for name in ("floor", "sdk", "lean"):  # warm-up: connections, imports
                 await _invokes(paths[name][1], 200)
+            if args.gc_freeze:
+                gc.collect()
+                gc.freeze()
             for _ in range(args.repeats):
-                for name in ("sdk", "lean"):
+                for name in ("floor", "sdk", "lean"):
                     queue_factory, invoker = paths[name]
                     us = await _cpu(lambda inv=invoker: _invokes(inv, args.invokes))
                     results["invoke"].setdefault(name, []).append(us)
+                    if queue_factory is None:
+                        continue
                     # Refill: 10 messages per batch the run will receive
                     for _ in range(args.batches):
                         await admin.send_message_batch(
@@ -219,8 +261,20 @@ async def _main(args: argparse.Namespace) -> None:
         sdk = statistics.median(results[kind]["sdk"])
         lean = statistics.median(results[kind]["lean"])
         runs = {k: [round(v) for v in vs] for k, vs in results[kind].items()}
+        floor = ""
+        if "floor" in results[kind]:
+            # Paired within a repeat: steadier than the difference of medians on a loaded box
+            over = statistics.median(
+                lv - fv
+                for lv, fv in zip(results[kind]["lean"], results[kind]["floor"], strict=True)
+            )
+            floor = (
+                f"floor {statistics.median(results[kind]['floor']):.0f} us "
+                f"(lean - floor, paired: {over:+.0f} us), "
+            )
         print(
-            f"CPU {label}: sdk {sdk:.0f} us, lean {lean:.0f} us, sdk/lean {sdk / lean:.1f}x  {runs}"
+            f"CPU {label}: {floor}sdk {sdk:.0f} us, lean {lean:.0f} us, "
+            f"sdk/lean {sdk / lean:.1f}x  {runs}"
         )
 
 
@@ -229,6 +283,7 @@ def main() -> None:
     parser.add_argument("--invokes", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after warm-up")
     asyncio.run(_main(parser.parse_args()))
 
 
