@@ -28,6 +28,7 @@ import anyio.abc
 
 from ._exceptions import AwsError
 from ._protocols import Queue
+from ._slots import Slots
 from ._stats import Stats
 from ._types import BatchEntryFailure, Message
 
@@ -99,7 +100,6 @@ class Acker:
         self._on_release = on_release
         self._stats = stats
         self._flush_interval = flush_interval
-        self._max_pending = max_pending
         self._attempts = attempts
         self._concurrency = concurrency
         # Lanes with a batch due; `concurrency` long-lived senders take from it (a task per
@@ -107,7 +107,9 @@ class Acker:
         self._due: asyncio.Queue[_Lane] = asyncio.Queue()
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending = 0
-        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        # Room below `max_pending`: every entry holds a slot until it is settled; only
+        # `delete` waits for one.
+        self._room = Slots(max_pending)
         self._changed = asyncio.Event()
         self._buffered = asyncio.Event()
         self._deletes = _Lane("DeleteMessageBatch", self._send_deletes, self._delete_done)
@@ -130,12 +132,16 @@ class Acker:
 
     async def delete(self, message: Message) -> None:
         """Queue `message` for deletion; waits while `max_pending` entries are pending."""
-        if self._pending >= self._max_pending:
-            await self._wait_for_space()
+        room = self._room
+        if room.free > 0 and not room.waiters:
+            room.free -= 1
+        else:
+            await room.take(1)
         self._add(self._deletes, _Entry(message))
 
     def delete_nowait(self, message: Message) -> None:
         """Queue `message` for deletion without waiting for room (for shutdown paths)."""
+        self._room.take_nowait(1)
         self._add(self._deletes, _Entry(message))
 
     def release(self, message: Message, visibility: int = 0, on_done: OnDone | None = None) -> None:
@@ -144,6 +150,7 @@ class Acker:
 
         `on_done(message, outcome)` is called once the change succeeded (outcome None) or was
         given up; without it the change counts as a release in the stats."""
+        self._room.take_nowait(1)
         self._add(self._releases, _Entry(message, visibility, 1, on_done))
 
     def flush_releases(self) -> None:
@@ -274,22 +281,7 @@ class Acker:
         self._pending -= 1
         lane.pending -= 1
         lane.on_done(entry, outcome)
-        if self._space_waiters and self._pending < self._max_pending:
-            waiter = self._space_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait_for_space(self) -> None:
-        while self._pending >= self._max_pending:
-            waiter = asyncio.get_running_loop().create_future()
-            self._space_waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                # Pass a wake-up we may have consumed on to the next waiter.
-                if waiter.done() and not waiter.cancelled() and self._space_waiters:
-                    self._space_waiters.popleft().set_result(None)
-                raise
+        self._room.give(1)
 
     async def _send_deletes(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
         return await self._queue.delete_batch(

@@ -54,7 +54,6 @@ exception quotes a *part* of the body (one field) puts that part in the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -76,6 +75,7 @@ from ._exceptions import (
     QueueNotFound,
 )
 from ._protocols import Dispatcher, Queue
+from ._slots import Slots
 from ._stats import Stats
 from ._types import BatchEntryFailure, Message
 
@@ -114,114 +114,12 @@ _MAX_ERROR_TEXT = 500
 _MIN_REDACTED_BODY = 8
 
 
-class _Capacity:
-    """At most `total` messages held; receivers take up to a batch, waiting for `low_water`.
-
-    A receiver waits until at least `low_water` slots are free, then takes
-    ``min(want, free)``. Completions of one received batch tend to land in the same event
-    loop turn, so even `low_water` = 1 usually refills whole batches; at very high capacity
-    a larger mark (a hundredth of the capacity, at most a batch) keeps receives full at
-    almost no cost in concurrency. `resize` follows the adaptive dispatch limit: `free` may
-    go below zero while more are held than the new total.
-    """
-
-    def __init__(self, total: int, batch_size: int) -> None:
-        self.total = total
-        self.free = total
-        self.batch_size = batch_size
-        self.low_water = max(1, min(batch_size, total // 100))
-        self.closed = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    async def take(self, want: int) -> int:
-        """Take between 1 and `want` slots; 0 once closed."""
-        while not self.closed and self.free < self.low_water:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()
-                raise
-        if self.closed:
-            return 0
-        taken = min(want, self.free)
-        self.free -= taken
-        if self.free >= self.low_water:
-            self._wake()
-        return taken
-
-    def give(self, n: int) -> None:
-        self.free += n
-        if self.free >= self.low_water:
-            self._wake()
-
-    def resize(self, total: int) -> None:
-        self.free += total - self.total
-        self.total = total
-        self.low_water = max(1, min(self.batch_size, total // 100))
-        if self.free >= self.low_water:
-            self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-
-class _Gate:
-    """At most `limit` dispatches at once (the adaptive limit); waiters go first come, first
-    served. The caller checks ``busy < limit and not waiters`` inline and only awaits `enter`
-    when it must wait, so an unthrottled run never suspends here."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.busy = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
-
-    async def enter(self) -> None:
-        while self.busy >= self.limit or self.waiters:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self.wake()
-                else:
-                    self._discard(waiter)
-                raise
-            if self.busy < self.limit:
-                break
-        self.busy += 1
-
-    def leave(self) -> None:
-        self.busy -= 1
-        if self.waiters:
-            self.wake()
-
-    def wake(self) -> None:
-        """Wake as many waiters as there are free slots."""
-        free = self.limit - self.busy
-        while self.waiters and free > 0:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                free -= 1
-
-    def _discard(self, waiter: asyncio.Future[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self.waiters.remove(waiter)
+def _low_water(capacity: int, batch_size: int) -> int:
+    """The fewest free slots worth a receive. Completions of one received batch tend to land
+    in the same event-loop turn, so even 1 usually refills whole batches; at very high
+    capacity a larger mark (a hundredth of the capacity, at most a batch) keeps receives
+    full at almost no cost in concurrency."""
+    return max(1, min(batch_size, capacity // 100))
 
 
 def failure_visibility(
@@ -341,8 +239,9 @@ class Consumer:
         self.stats = Stats()
         limit = self.config.max_in_flight
         self.stats.concurrency_limit = self.stats.concurrency_limit_min = limit
-        self._capacity = _Capacity(limit, self.config.batch_size)
-        self._gate = _Gate(limit)
+        # Receivers take capacity (at most `limit` messages held), workers the dispatch limit.
+        self._capacity = Slots(limit, _low_water(limit, self.config.batch_size))
+        self._gate = Slots(limit)
         self._limit = limit
         self._ceiling = limit
         # AIMD: successes since the last change, and the decrease epoch (one decrease per
@@ -780,14 +679,14 @@ class Consumer:
         operation = self._operation
         attempt = 0
         while True:
-            if gate.busy < gate.limit and not gate.waiters:
-                gate.busy += 1
+            if gate.free > 0 and not gate.waiters:
+                gate.free -= 1
             else:
-                await gate.enter()
+                await gate.take(1)
             epoch = self._epoch
             if self._lost and message in self._lost:
                 # Lost while waiting for the gate: SQS owns it again, do not start it.
-                gate.leave()
+                gate.give(1)
                 self._drop_lost(message)
                 return False
             running[message] = task
@@ -797,7 +696,7 @@ class Consumer:
                 await self.dispatcher.dispatch(message)
             except DispatchThrottled as exc:
                 del running[message]
-                gate.leave()
+                gate.give(1)
                 if self._lost and self._lost_meanwhile(message, task):
                     return False
                 if await self._throttled(message, exc, epoch, attempt):
@@ -811,7 +710,7 @@ class Consumer:
                     # cancelled a future it awaited). That is this message's failure; the
                     # run goes on.
                     del running[message]
-                    gate.leave()
+                    gate.give(1)
                     self._failed(message, exc)
                     return False
                 # Ours (the heartbeat found the lease lost) unless someone else cancels too:
@@ -822,19 +721,19 @@ class Consumer:
                 if task.uncancel() > 0:
                     raise
                 del running[message]
-                gate.leave()
+                gate.give(1)
                 self._drop_lost(message)
                 return False
             except Exception as exc:  # DispatchError, or a Dispatcher that raised something else
                 del running[message]
-                gate.leave()
+                gate.give(1)
                 if self._lost and self._lost_meanwhile(message, task):
                     return False
                 self._failed(message, exc)
                 return False
             break
         del running[message]
-        gate.leave()
+        gate.give(1)
         if self._lost and self._lost_meanwhile(message, task):
             return False
         # Success.
@@ -963,9 +862,8 @@ class Consumer:
     def _set_limit(self, limit: int) -> None:
         self._window = 0
         self._limit = limit
-        self._gate.limit = limit
-        self._gate.wake()
-        self._capacity.resize(limit)
+        self._gate.resize(limit)
+        self._capacity.resize(limit, _low_water(limit, self.config.batch_size))
         stats = self.stats
         stats.concurrency_limit = limit
         if limit < stats.concurrency_limit_min:

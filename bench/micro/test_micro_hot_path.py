@@ -25,8 +25,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from asyncloop import BatchEntryFailure, Consumer, ConsumerConfig, LatencyHistogram, Message, Stats
 from asyncloop._acker import Acker
-from asyncloop._consumer import _Capacity
 from asyncloop._payload import build_payload
+from asyncloop._slots import Slots
 
 pytestmark = pytest.mark.microbench
 
@@ -139,7 +139,7 @@ def test_consumer_bookkeeping_10000_messages(
 
 def test_capacity_take_give(benchmark: BenchmarkFixture, runner: asyncio.Runner) -> None:
     async def workload() -> None:
-        capacity = _Capacity(256, 10)
+        capacity = Slots(256, low_water=10)
         for _ in range(MESSAGES):
             taken = await capacity.take(10)
             capacity.give(taken)
