@@ -58,15 +58,25 @@ import logging
 import math
 import random
 import time
-import traceback
 from collections import deque
 from collections.abc import Sequence
 
 import anyio
 import anyio.abc
 
-from ._acker import Acker, OnDone, Outcome, describe
+from ._acker import Acker, Outcome, describe
+from ._backoff import (
+    BACKOFF_BASE,
+    BACKOFF_BASE_SEVERE,
+    BACKOFF_CAP,
+    BACKOFF_CAP_SEVERE,
+    EMPTY_PAUSE_MAX,
+    EMPTY_PAUSE_MIN,
+    MAX_VISIBILITY,
+    failure_visibility,
+)
 from ._config import ConsumerConfig, _check_int, validate_queue_url
+from ._dispatch_limit import ThrottledDispatch, capacity_low_water
 from ._exceptions import (
     AwsError,
     CredentialsError,
@@ -74,134 +84,25 @@ from ._exceptions import (
     PayloadTooLarge,
     QueueNotFound,
 )
+from ._failure_log import exception_text, failure_text, failure_traceback
+from ._fifo import FifoGroups
+from ._heartbeat import Heartbeat
 from ._protocols import Dispatcher, Queue
 from ._slots import Slots
 from ._stats import Stats
-from ._types import BatchEntryFailure, Message
+from ._types import Message
 
 __all__ = ("Consumer",)
 
 logger = logging.getLogger("asyncloop")
 
-# Receive errors back off with full jitter: base * 2**n seconds, capped.
-_BACKOFF_BASE = 0.1
-_BACKOFF_CAP = 20.0
-# Missing queue or refused credentials will not fix themselves quickly.
-_BACKOFF_BASE_SEVERE = 2.0
-_BACKOFF_CAP_SEVERE = 60.0
-# Short polls (wait_time_seconds=0) that come back empty pause, doubling up to a second,
-# so an idle queue is not polled in a tight loop.
-_EMPTY_PAUSE_MIN = 0.01
-_EMPTY_PAUSE_MAX = 1.0
-# In-process retries of a throttled dispatch wait at most this long each.
-_THROTTLE_RETRY_CAP = 2.0
-# SQS keeps a message invisible at most 12 hours from its receive.
-_MAX_VISIBILITY = 43_200
-# The heartbeat checks a few times per visibility timeout, never in a tight loop.
-_HEARTBEAT_MIN_PERIOD = 0.05
-# Entry codes that say the lease is gone: another receive holds the message, or it was deleted
-# or became visible again.
-_LEASE_GONE = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"})
-_LEASE_LOST = "asyncloop: lease lost"
 # until_empty: the longest wait of a receive. Still a long poll (SQS then asks every server,
 # so an empty answer is not a sampling miss), but a drained queue ends the run in about a
 # second rather than after a whole `wait_time_seconds` of idle polling.
 _UNTIL_EMPTY_WAIT = 1
-# A failure's exception text in the log is cut to this many characters.
-_MAX_ERROR_TEXT = 500
-# Bodies shorter than this are not cut out of an exception's text (a two-letter body would
-# match everywhere); when one occurs in it, the text is withheld instead.
-_MIN_REDACTED_BODY = 8
 
 
-def _low_water(capacity: int, batch_size: int) -> int:
-    """The fewest free slots worth a receive. Completions of one received batch tend to land
-    in the same event-loop turn, so even 1 usually refills whole batches; at very high
-    capacity a larger mark (a hundredth of the capacity, at most a batch) keeps receives
-    full at almost no cost in concurrency."""
-    return max(1, min(batch_size, capacity // 100))
-
-
-def failure_visibility(
-    receive_count: int, base: float, cap: float, rng: random.Random | None = None
-) -> int:
-    """The visibility (whole seconds) of a failed message: ``base * 2**(receive_count - 1)``
-    capped at `cap`, with equal jitter (between half and all of it), rounded up, at least 1."""
-    exponent = min(max(receive_count, 1) - 1, 32)
-    delay = min(cap, base * 2.0**exponent)
-    jittered = (rng or random).uniform(delay / 2, delay)
-    return max(1, min(_MAX_VISIBILITY, math.ceil(jittered)))
-
-
-def _redact(text: str, message: Message | None) -> str | None:
-    """`text` with `message`'s body and receipt handle cut out wherever they appear whole;
-    None when a body too short to cut out (under `_MIN_REDACTED_BODY` characters) occurs."""
-    if message is None:
-        return text
-    handle = message.receipt_handle
-    if handle and handle in text:
-        text = text.replace(handle, "<receipt handle>")
-    body = message.body
-    if body and body in text:
-        if len(body) < _MIN_REDACTED_BODY:
-            return None
-        text = text.replace(body, "<body>")
-    return text
-
-
-def _exception_text(exc: BaseException, message: Message | None = None) -> str:
-    """``Type: text`` of one exception for a log line: the text cut to `_MAX_ERROR_TEXT`
-    characters, without `message`'s body or receipt handle (see `_redact`)."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:  # a broken __str__ must not break the failure path
-        text = "<unprintable>"
-    if not text:
-        return name
-    redacted = _redact(text, message)
-    if redacted is None:
-        return f"{name}: <text withheld: it quotes the body>"
-    if len(redacted) > _MAX_ERROR_TEXT:
-        redacted = redacted[:_MAX_ERROR_TEXT] + "..."
-    return f"{name}: {redacted}"
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and the exceptions it came from (``__cause__``, else an unsuppressed
-    ``__context__``), outermost first, at most 5."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(chain) < 5 and all(current is not e for e in chain):
-        chain.append(current)
-        if current.__cause__ is not None:
-            current = current.__cause__
-        elif not current.__suppress_context__:
-            current = current.__context__
-        else:
-            current = None
-    return chain
-
-
-def _failure_text(exc: BaseException, message: Message) -> str:
-    """A failed dispatch for a WARNING line: ``Type: text from Type: text ...``."""
-    return " from ".join(_exception_text(link, message) for link in _chain(exc))
-
-
-def _failure_traceback(exc: BaseException, message: Message) -> str:
-    """The traceback of a failed dispatch, innermost cause first as Python prints it, with
-    each exception's text as `_exception_text` gives it (frames show code, never values)."""
-    parts: list[str] = []
-    for link in reversed(_chain(exc)):
-        if parts:
-            parts.append("\nwhich led to:\n")
-        parts.append("Traceback (most recent call last):\n")
-        parts.extend(traceback.format_tb(link.__traceback__))
-        parts.append(_exception_text(link, message) + "\n")
-    return "".join(parts).rstrip("\n")
-
-
-class Consumer:
+class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
     """Consumes one queue until a stop condition, dispatching each message once per receive.
 
     ::
@@ -229,7 +130,7 @@ class Consumer:
     ) -> None:
         validate_queue_url(queue.queue_url)
         if visibility_timeout is not None:
-            _check_int("visibility_timeout", visibility_timeout, 0, _MAX_VISIBILITY)
+            _check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
         self.queue = queue
         self.dispatcher = dispatcher
         # The API call a dispatch makes ("Invoke"), counted per attempt; None in-process.
@@ -240,7 +141,7 @@ class Consumer:
         limit = self.config.max_in_flight
         self.stats.concurrency_limit = self.stats.concurrency_limit_min = limit
         # Receivers take capacity (at most `limit` messages held), workers the dispatch limit.
-        self._capacity = Slots(limit, _low_water(limit, self.config.batch_size))
+        self._capacity = Slots(limit, capacity_low_water(limit, self.config.batch_size))
         self._gate = Slots(limit)
         self._limit = limit
         self._ceiling = limit
@@ -496,7 +397,7 @@ class Consumer:
                 if config.until_empty:
                     await self._park()
                 elif wait == 0:
-                    empty_pause = min(_EMPTY_PAUSE_MAX, max(_EMPTY_PAUSE_MIN, empty_pause * 2))
+                    empty_pause = min(EMPTY_PAUSE_MAX, max(EMPTY_PAUSE_MIN, empty_pause * 2))
                     await self._pause(empty_pause)
                 continue
             empty_pause = 0.0
@@ -534,7 +435,7 @@ class Consumer:
     async def _backoff(self, exc: Exception, failures: int) -> None:
         severe = isinstance(exc, QueueNotFound | CredentialsError)
         base, cap = (
-            (_BACKOFF_BASE_SEVERE, _BACKOFF_CAP_SEVERE) if severe else (_BACKOFF_BASE, _BACKOFF_CAP)
+            (BACKOFF_BASE_SEVERE, BACKOFF_CAP_SEVERE) if severe else (BACKOFF_BASE, BACKOFF_CAP)
         )
         delay = random.uniform(0, min(cap, base * 2 ** min(failures, 16)))
         if isinstance(exc, AwsError):
@@ -549,7 +450,7 @@ class Consumer:
             # holds no message yet, so its text cannot quote a body or a receipt handle.
             logger.warning(
                 "ReceiveMessage raised %s; retrying in %.2fs",
-                _exception_text(exc),
+                exception_text(exc),
                 delay,
             )
             logger.debug("ReceiveMessage traceback", exc_info=exc)
@@ -613,45 +514,6 @@ class Consumer:
             self._idle_workers += 1
             group.start_soon(self._worker)
             needed -= 1
-
-    def _admit(self, messages: Sequence[Message]) -> list[Message]:
-        """FIFO: queue each message behind its group's; return the heads of idle groups."""
-        groups = self._groups
-        heads = []
-        for message in messages:
-            group = message.group_id or ""
-            waiting = groups.get(group)
-            if waiting is None:
-                groups[group] = deque()
-                heads.append(message)
-            else:
-                waiting.append(message)
-        return heads
-
-    def _next_in_group(self, message: Message, ok: bool) -> Message | None:
-        """FIFO: the next message of `message`'s group, or None (the group is idle again).
-        After a failure, or while stopping, the rest of the group is released unstarted."""
-        group = message.group_id or ""
-        waiting = self._groups.get(group)
-        if waiting is None:
-            return None
-        if waiting and ok and not self._stopping:
-            return waiting.popleft()
-        del self._groups[group]
-        if waiting:
-            assert self._acker is not None
-            logger.info(
-                "releasing %d later message(s) of group after message %s, unstarted",
-                len(waiting),
-                message.message_id,
-            )
-            for later in waiting:
-                if later in self._lost:
-                    self._drop_lost(later)
-                    continue
-                self._acker.release(later)
-                self._done(later)
-        return None
 
     async def _worker(self) -> None:
         handoff = self._handoff
@@ -762,18 +624,6 @@ class Consumer:
         self._done(message)
         return True
 
-    def _lost_meanwhile(self, message: Message, task: asyncio.Task[object]) -> bool:
-        """Whether `message`'s lease was lost during a dispatch that then ended without
-        raising our cancellation (the dispatcher swallowed it): take the cancel back from
-        `task` and drop the message (SQS owns it again)."""
-        if message not in self._lost:
-            return False
-        if message in self._lease_cancelled:
-            self._lease_cancelled.discard(message)
-            task.uncancel()
-        self._drop_lost(message)
-        return True
-
     def _bad_timestamp(self, message: Message, exc: Exception) -> None:
         self._bad_timestamps += 1
         log = logger.warning if self._bad_timestamps == 1 else logger.debug
@@ -783,108 +633,22 @@ class Consumer:
             type(exc).__name__,
         )
 
-    # -- throttles: AIMD and in-process retries -------------------------------------------
-
-    async def _throttled(
-        self, message: Message, exc: DispatchThrottled, epoch: int, attempt: int
-    ) -> bool:
-        """React to a throttle; True to dispatch `message` again, False once it is released."""
-        config = self.config
-        self.stats.throttled += 1
-        if config.adaptive_concurrency and epoch == self._epoch:
-            self._decrease()
-        if attempt < config.throttle_retries and not self._stopping:
-            delay = random.uniform(
-                0, min(_THROTTLE_RETRY_CAP, config.throttle_retry_delay * 2**attempt)
-            )
-            if self._can_hold(message, delay):
-                logger.debug(
-                    "dispatch of message %s throttled; retry %d in %.3fs (limit %d)",
-                    message.message_id,
-                    attempt + 1,
-                    delay,
-                    self._limit,
-                )
-                await self._pause(delay)
-                if self._lost and message in self._lost:
-                    self._drop_lost(message)
-                    return False
-                if not self._stopping:
-                    return True
-        # Released for a quick retry: visible again at once or after a short jittered delay.
-        visibility = random.randint(0, config.throttle_release_visibility)
-        self.stats.failed += 1
-        logger.warning(
-            "dispatch of message %s throttled %d time(s); released (visibility %ds)",
-            message.message_id,
-            attempt + 1,
-            visibility,
-        )
-        assert self._acker is not None
-        self._acker.release(
-            message, visibility, self._throttle_released(visibility) if visibility else None
-        )
-        self._done(message)
-        return False
-
-    def _throttle_released(self, visibility: int) -> OnDone:
-        """A release `visibility` seconds out: once it answered, `until_empty` waits for the
-        message to show again (it is still this run's work)."""
-
-        def done(message: Message, outcome: Outcome) -> None:
-            acker = self._acker
-            assert acker is not None
-            acker.count_release(message, outcome)
-            if outcome is None:
-                self._hidden_until = max(self._hidden_until, self._loop_time() + visibility)
-
-        return done
-
-    def _can_hold(self, message: Message, delay: float) -> bool:
-        """Whether `message` may wait `delay` seconds for a retry without its visibility
-        running out (the heartbeat, when on, extends it; with no known timeout, yes)."""
-        vt = self.config.visibility_timeout or self.visibility_timeout
-        if not vt or self._heartbeat_vt() is not None:
-            return True
-        deadline = self._held.get(message, 0.0)
-        return deadline - self._loop_time() > delay + 1.0
-
-    def _decrease(self) -> None:
-        self._epoch += 1
-        self._set_limit(max(1, self._limit // 2))
-        logger.info("target throttled: dispatch limit lowered to %d", self._limit)
-
-    def _increase(self) -> None:
-        self._window += 1
-        if self._window >= self._limit:
-            self._set_limit(self._limit + 1)
-
-    def _set_limit(self, limit: int) -> None:
-        self._window = 0
-        self._limit = limit
-        self._gate.resize(limit)
-        self._capacity.resize(limit, _low_water(limit, self.config.batch_size))
-        stats = self.stats
-        stats.concurrency_limit = limit
-        if limit < stats.concurrency_limit_min:
-            stats.concurrency_limit_min = limit
-
     # -- failures -------------------------------------------------------------------------
 
     def _failed(self, message: Message, exc: BaseException) -> None:
         self.stats.failed += 1
         # The type and text of the exception and of its causes; the body and the receipt
-        # handle are cut out of the text (see `_exception_text`).
+        # handle are cut out of the text (see `exception_text`).
         logger.warning(
             "dispatch of message %s failed (%s); SQS will deliver it again",
             message.message_id,
-            _failure_text(exc, message),
+            failure_text(exc, message),
         )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "dispatch of message %s failed; traceback:\n%s",
                 message.message_id,
-                _failure_traceback(exc, message),
+                failure_traceback(exc, message),
             )
         visibility = self._failure_visibility(message, exc)
         if visibility is not None:
@@ -904,7 +668,7 @@ class Consumer:
                 "once its receive count reaches the queue's maxReceiveCount",
                 message.message_id,
             )
-            return max(1, min(_MAX_VISIBILITY, math.ceil(config.failure_backoff_cap)))
+            return max(1, min(MAX_VISIBILITY, math.ceil(config.failure_backoff_cap)))
         try:
             receive_count = message.receive_count
         except ValueError:  # a garbage ApproximateReceiveCount: back off as on a first receive
@@ -936,97 +700,3 @@ class Consumer:
             self._drained.set()
             if self._parked:
                 self._news.set()
-
-    # -- heartbeat and lease loss ---------------------------------------------------------
-
-    async def _heartbeat(self, vt: int) -> None:
-        """Extend held messages with less than half of `vt` left, by `vt` again, up to the
-        total `max_visibility_extension`. Runs until cancelled."""
-        period = max(_HEARTBEAT_MIN_PERIOD, vt / 4)
-        while True:
-            await anyio.sleep(period)
-            if self._held:
-                self._extend_due(vt)
-
-    def _extend_due(self, vt: int) -> None:
-        acker = self._acker
-        assert acker is not None
-        now = self._loop_time()
-        margin = vt / 2
-        cap = self.config.max_visibility_extension
-        extending = self._extending
-        due = 0
-        for message, deadline in self._held.items():
-            if deadline - now > margin or message in extending or message in self._lost:
-                continue
-            # Cap: the first deadline plus the allowed extension, and SQS's 12 hours.
-            first = self._first_deadline.setdefault(message, deadline)
-            last = min(first + cap, first - vt + _MAX_VISIBILITY)
-            target = min(now + vt, last)
-            if target <= deadline + 0.5:
-                if message not in self._capped:
-                    self._capped.add(message)
-                    logger.warning(
-                        "message %s reached its visibility extension cap "
-                        "(max_visibility_extension=%ss); it may be delivered again",
-                        message.message_id,
-                        cap,
-                    )
-                continue
-            extending.add(message)
-            timeout = max(1, math.ceil(target - now))
-            acker.release(message, timeout, self._extension_done(message, now + timeout))
-            due += 1
-        if due:
-            logger.debug("extending the visibility of %d message(s)", due)
-            acker.flush_releases()
-
-    def _extension_done(self, message: Message, deadline: float) -> OnDone:
-        def done(_: Message, outcome: Outcome) -> None:
-            self._extending.discard(message)
-            if message not in self._held:
-                return  # finished meanwhile: the outcome does not matter
-            if outcome is None:
-                self.stats.extended += 1
-                self._held[message] = deadline
-                return
-            code = (
-                outcome.code
-                if isinstance(outcome, BatchEntryFailure)
-                else getattr(outcome, "code", None)
-            )
-            if code is not None and code.rsplit(".", 1)[-1] in _LEASE_GONE:
-                self._lease_lost(message)
-                return
-            self.stats.extend_failed += 1
-            logger.warning(
-                "visibility extension of message %s failed (%s); trying again next beat",
-                message.message_id,
-                describe(outcome),
-            )
-
-        return done
-
-    def _lease_lost(self, message: Message) -> None:
-        """The receipt handle is no longer valid: cancel the dispatch, or drop the message
-        where it waits; never delete or release it."""
-        self.stats.lease_lost += 1
-        self._lost.add(message)
-        logger.warning(
-            "lease of message %s lost (receipt handle no longer valid): cancelling its dispatch",
-            message.message_id,
-        )
-        task = self._running.get(message)
-        if task is not None and message not in self._lease_cancelled:
-            self._lease_cancelled.add(message)
-            task.cancel(_LEASE_LOST)
-
-    def _drop_lost(self, message: Message) -> None:
-        self._lost.discard(message)
-        self._lease_cancelled.discard(message)
-        self._capped.discard(message)
-        if message in self._held:
-            self._done(message)
-        if self._fifo:
-            # Later messages of the group must not overtake the one whose lease was lost.
-            self._next_in_group(message, False)

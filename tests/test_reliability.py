@@ -32,8 +32,8 @@ from asyncloop import (
     LambdaDispatcher,
     Message,
 )
+from asyncloop._backoff import failure_visibility
 from asyncloop._config import validate_queue_url
-from asyncloop._consumer import failure_visibility
 from asyncloop._payload import build_payload, queue_arn
 from asyncloop.testing import FakeLambda, FakeQueue, FaultPlan
 
