@@ -33,3 +33,9 @@ def failure_visibility(
     delay = min(cap, base * 2.0**exponent)
     jittered = (rng or random).uniform(delay / 2, delay)
     return max(1, min(MAX_VISIBILITY, math.ceil(jittered)))
+
+
+def throttle_retry_delay(attempt: int, base: float) -> float:
+    """The wait before in-process retry `attempt` + 1 of a throttled dispatch: full jitter
+    over ``base * 2**attempt``, at most `THROTTLE_RETRY_CAP`."""
+    return random.uniform(0, min(THROTTLE_RETRY_CAP, base * 2**attempt))

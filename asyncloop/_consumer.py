@@ -76,7 +76,7 @@ from ._backoff import (
     failure_visibility,
 )
 from ._config import ConsumerConfig, _check_int, validate_queue_url
-from ._dispatch_limit import ThrottledDispatch, capacity_low_water
+from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
 from ._exceptions import (
     AwsError,
     CredentialsError,
@@ -139,16 +139,13 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
         self.visibility_timeout = visibility_timeout
         self.stats = Stats()
         limit = self.config.max_in_flight
-        self.stats.concurrency_limit = self.stats.concurrency_limit_min = limit
         # Receivers take capacity (at most `limit` messages held), workers the dispatch limit.
+        # Receivers take capacity (at most `limit` messages held); the dispatch limit admits
+        # dispatches, and resizes the capacity when a throttle moves it.
         self._capacity = Slots(limit, capacity_low_water(limit, self.config.batch_size))
-        self._gate = Slots(limit)
-        self._limit = limit
-        self._ceiling = limit
-        # AIMD: successes since the last change, and the decrease epoch (one decrease per
-        # window: throttles of dispatches started before the last decrease don't count again).
-        self._window = 0
-        self._epoch = 0
+        self._dispatch_limit = DispatchLimit(
+            limit, self._capacity, self.config.batch_size, self.stats
+        )
         self._fifo = queue.queue_url.rstrip("/").endswith(".fifo")
         self._groups: dict[str, deque[Message]] = {}
         self._stopping = False
@@ -193,9 +190,15 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
         return len(self._held)
 
     @property
-    def concurrency_limit(self) -> int:
+    def dispatch_limit(self) -> int:
         """The adaptive dispatch limit now (`max_in_flight` until a throttle lowers it)."""
-        return self._limit
+        return self._dispatch_limit.value
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The former name of `dispatch_limit`, kept as an alias (the stats line and the
+        metrics read it)."""
+        return self._dispatch_limit.value
 
     @property
     def stopping(self) -> bool:
@@ -537,7 +540,8 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
         stats = self.stats
         stats.dispatched += 1
         running = self._running
-        gate = self._gate
+        dispatch_limit = self._dispatch_limit
+        gate = dispatch_limit.slots
         operation = self._operation
         attempt = 0
         while True:
@@ -545,7 +549,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
                 gate.free -= 1
             else:
                 await gate.take(1)
-            epoch = self._epoch
+            epoch = dispatch_limit.epoch
             if self._lost and message in self._lost:
                 # Lost while waiting for the gate: SQS owns it again, do not start it.
                 gate.give(1)
@@ -600,8 +604,8 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
             return False
         # Success.
         stats.succeeded += 1
-        if self._limit < self._ceiling:
-            self._increase()
+        if dispatch_limit.value < dispatch_limit.ceiling:
+            dispatch_limit.succeeded()
         now = stats.last_success_at = self._loop_time()
         try:
             stats.receive_to_done.record(now - message.received_at)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._acker import OnDone, Outcome
-from ._backoff import THROTTLE_RETRY_CAP
+from ._backoff import throttle_retry_delay
 from ._config import ConsumerConfig
 from ._exceptions import DispatchThrottled
 from ._slots import Slots
@@ -27,7 +27,7 @@ from ._types import Message
 if TYPE_CHECKING:
     from ._acker import Acker
 
-__all__ = ("ThrottledDispatch", "capacity_low_water")
+__all__ = ("DispatchLimit", "ThrottledDispatch", "capacity_low_water")
 
 logger = logging.getLogger("asyncloop")
 
@@ -40,25 +40,75 @@ def capacity_low_water(capacity: int, batch_size: int) -> int:
     return max(1, min(batch_size, capacity // 100))
 
 
+class DispatchLimit:
+    """The adaptive dispatch limit: `value` now (`ceiling` = `max_in_flight` until a throttle
+    lowers it); `slots` admits at most `value` dispatches at once, and the consumer's
+    `capacity` (messages held) follows it. `epoch` counts decreases: a worker notes it when
+    its dispatch starts and hands it to `throttled`."""
+
+    __slots__ = (
+        "_batch_size",
+        "_stats",
+        "_window",
+        "capacity",
+        "ceiling",
+        "epoch",
+        "slots",
+        "value",
+    )
+
+    def __init__(self, ceiling: int, capacity: Slots, batch_size: int, stats: Stats) -> None:
+        self.value = self.ceiling = ceiling
+        self.slots = Slots(ceiling)
+        self.capacity = capacity
+        self.epoch = 0
+        # Successes since the last change.
+        self._window = 0
+        self._batch_size = batch_size
+        self._stats = stats
+        stats.dispatch_limit = stats.dispatch_limit_min = ceiling
+
+    def throttled(self, epoch: int) -> None:
+        """A dispatch started in `epoch` was throttled: halve the limit, once per window
+        (throttles of dispatches started before the last decrease do not count again)."""
+        if epoch != self.epoch:
+            return
+        self.epoch += 1
+        self._set(max(1, self.value // 2))
+        logger.info("target throttled: dispatch limit lowered to %d", self.value)
+
+    def succeeded(self) -> None:
+        """A dispatch succeeded: +1 per `value` successes, up to the ceiling. (The hot path
+        calls it only while ``value < ceiling``.)"""
+        self._window += 1
+        if self._window >= self.value and self.value < self.ceiling:
+            self._set(self.value + 1)
+
+    def _set(self, limit: int) -> None:
+        self._window = 0
+        self.value = limit
+        self.slots.resize(limit)
+        self.capacity.resize(limit, capacity_low_water(limit, self._batch_size))
+        stats = self._stats
+        stats.dispatch_limit = limit
+        if limit < stats.dispatch_limit_min:
+            stats.dispatch_limit_min = limit
+
+
 class ThrottledDispatch:
-    """Consumer's dispatch-limit part: AIMD over `_limit` (with `_window`, `_epoch`,
-    `_ceiling`), resizing `_gate` and `_capacity`; in-process retries of a throttle."""
+    """Consumer's part for throttled dispatches: the dispatch limit's reaction, in-process
+    retries, the release for a quick retry."""
 
     config: ConsumerConfig
     stats: Stats
     visibility_timeout: int | None
     _acker: Acker | None
-    _loop_time: Callable[[], float]
-    _capacity: Slots
-    _ceiling: int
-    _epoch: int
-    _gate: Slots
+    _dispatch_limit: DispatchLimit
     _held: dict[Message, float]
     _hidden_until: float
-    _limit: int
+    _loop_time: Callable[[], float]
     _lost: set[Message]
     _stopping: bool
-    _window: int
 
     if TYPE_CHECKING:
 
@@ -70,27 +120,23 @@ class ThrottledDispatch:
 
         def _heartbeat_vt(self) -> int | None: ...
 
-    # -- throttles: AIMD and in-process retries -------------------------------------------
-
     async def _throttled(
         self, message: Message, exc: DispatchThrottled, epoch: int, attempt: int
     ) -> bool:
         """React to a throttle; True to dispatch `message` again, False once it is released."""
         config = self.config
         self.stats.throttled += 1
-        if config.adaptive_concurrency and epoch == self._epoch:
-            self._decrease()
+        if config.adaptive_concurrency:
+            self._dispatch_limit.throttled(epoch)
         if attempt < config.throttle_retries and not self._stopping:
-            delay = random.uniform(
-                0, min(THROTTLE_RETRY_CAP, config.throttle_retry_delay * 2**attempt)
-            )
+            delay = throttle_retry_delay(attempt, config.throttle_retry_delay)
             if self._can_hold(message, delay):
                 logger.debug(
                     "dispatch of message %s throttled; retry %d in %.3fs (limit %d)",
                     message.message_id,
                     attempt + 1,
                     delay,
-                    self._limit,
+                    self._dispatch_limit.value,
                 )
                 await self._pause(delay)
                 if self._lost and message in self._lost:
@@ -135,23 +181,3 @@ class ThrottledDispatch:
             return True
         deadline = self._held.get(message, 0.0)
         return deadline - self._loop_time() > delay + 1.0
-
-    def _decrease(self) -> None:
-        self._epoch += 1
-        self._set_limit(max(1, self._limit // 2))
-        logger.info("target throttled: dispatch limit lowered to %d", self._limit)
-
-    def _increase(self) -> None:
-        self._window += 1
-        if self._window >= self._limit:
-            self._set_limit(self._limit + 1)
-
-    def _set_limit(self, limit: int) -> None:
-        self._window = 0
-        self._limit = limit
-        self._gate.resize(limit)
-        self._capacity.resize(limit, capacity_low_water(limit, self.config.batch_size))
-        stats = self.stats
-        stats.concurrency_limit = limit
-        if limit < stats.concurrency_limit_min:
-            stats.concurrency_limit_min = limit
