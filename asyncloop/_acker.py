@@ -9,10 +9,11 @@ A per-entry failure that SQS marks as its own fault (``SenderFault`` false) is r
 later batch, up to `attempts` tries; then the message is left to SQS and counted. Nothing is
 dropped silently: a delete that never happens means a duplicate later, never a loss.
 
-Visibility changes share one lane: releases (visibility 0, or a short delay after a throttle),
-failure backoffs and heartbeat extensions. An entry may carry its own `on_done` callback (the
-consumer's, for backoffs and extensions); without one it counts as a release. Logs name
-message ids and error codes only, never bodies or receipt handles.
+Visibility changes (`change_visibility`) share one lane: releases (`release`: visibility 0, a
+failure backoff, or a short delay after a throttle) and the heartbeat's extensions (`extend`).
+An entry may carry its own `on_done` callback (the consumer's, for backoffs and extensions);
+without one it counts as a release. Logs name message ids and error codes only, never bodies
+or receipt handles.
 """
 
 from __future__ import annotations
@@ -94,10 +95,10 @@ class Acker:
         max_pending: int,
         concurrency: int,
         attempts: int,
-        on_release: Callable[[], None] | None = None,
+        on_visibility_answered: Callable[[], None] | None = None,
     ) -> None:
         self._queue = queue
-        self._on_release = on_release
+        self._on_visibility_answered = on_visibility_answered
         self._stats = stats
         self._flush_interval = flush_interval
         self._attempts = attempts
@@ -113,10 +114,10 @@ class Acker:
         self._changed = asyncio.Event()
         self._buffered = asyncio.Event()
         self._deletes = _Lane("DeleteMessageBatch", self._send_deletes, self._delete_done)
-        self._releases = _Lane(
-            "ChangeMessageVisibilityBatch", self._send_releases, self._release_done
+        self._visibility = _Lane(
+            "ChangeMessageVisibilityBatch", self._send_visibility, self._visibility_done
         )
-        self._lanes = (self._deletes, self._releases)
+        self._lanes = (self._deletes, self._visibility)
         self._now = asyncio.get_running_loop().time
 
     @property
@@ -144,24 +145,40 @@ class Acker:
         self._room.take_nowait(1)
         self._add(self._deletes, _Entry(message))
 
-    def release(self, message: Message, visibility: int = 0, on_done: OnDone | None = None) -> None:
-        """Queue a visibility change (0: visible again at once). Never waits: releases come
-        from messages the consumer already holds, so they are bounded by max_in_flight.
+    def change_visibility(
+        self, message: Message, visibility: int, on_done: OnDone | None = None
+    ) -> None:
+        """Queue a visibility change of `message` to `visibility` seconds from now. Never
+        waits: changes come from messages the consumer already holds, so they are bounded
+        by max_in_flight.
 
         `on_done(message, outcome)` is called once the change succeeded (outcome None) or was
         given up; without it the change counts as a release in the stats."""
         self._room.take_nowait(1)
-        self._add(self._releases, _Entry(message, visibility, 1, on_done))
+        self._add(self._visibility, _Entry(message, visibility, 1, on_done))
 
-    def flush_releases(self) -> None:
+    def release(self, message: Message, visibility: int = 0, on_done: OnDone | None = None) -> None:
+        """Give `message` back to SQS: visible again at once (0), or after a backoff (a
+        failure's, or a throttle's short delay). A `change_visibility`; the heartbeat's
+        extensions use `extend`."""
+        self.change_visibility(message, visibility, on_done)
+
+    def extend(self, message: Message, visibility: int, on_done: OnDone) -> None:
+        """Extend the lease of `message`, still being worked on, to `visibility` seconds from
+        now, and send it without waiting for `flush_interval` (with the other extensions
+        queued before `flush_visibility_changes`)."""
+        self.change_visibility(message, visibility, on_done)
+
+    def flush_visibility_changes(self) -> None:
         """Send buffered visibility changes now (the heartbeat's extensions cannot wait for
         `flush_interval`)."""
-        self._flush(self._releases, partial=True)
+        self._flush(self._visibility, partial=True)
 
     @property
-    def releases_pending(self) -> int:
-        """Visibility changes buffered or in a call that has not answered yet."""
-        return self._releases.pending
+    def visibility_changes_pending(self) -> int:
+        """Visibility changes (releases, backoffs, extensions) buffered or in a call that has
+        not answered yet."""
+        return self._visibility.pending
 
     async def tick(self) -> None:
         """Flush partial batches once their oldest entry has waited `flush_interval`. Runs
@@ -268,8 +285,8 @@ class Acker:
                         self._settle(lane, entry, failure, retry=not failure.sender_fault)
         finally:
             self._changed.set()
-            if lane is self._releases and self._on_release is not None:
-                self._on_release()
+            if lane is self._visibility and self._on_visibility_answered is not None:
+                self._on_visibility_answered()
 
     def _settle(self, lane: _Lane, entry: _Entry, outcome: Outcome, *, retry: bool) -> None:
         if outcome is not None and retry and entry.attempt < self._attempts:
@@ -288,7 +305,7 @@ class Acker:
             [(str(i), entry.message.receipt_handle) for i, entry in enumerate(batch)]
         )
 
-    async def _send_releases(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
+    async def _send_visibility(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
         return await self._queue.change_visibility_batch(
             [(str(i), e.message.receipt_handle, e.visibility) for i, e in enumerate(batch)]
         )
@@ -302,18 +319,18 @@ class Acker:
             "delete of message %s failed after %d attempt(s) (%s); it will be delivered again",
             entry.message.message_id,
             entry.attempt,
-            describe(outcome),
+            outcome_code(outcome),
         )
 
-    def _release_done(self, entry: _Entry, outcome: Outcome) -> None:
+    def _visibility_done(self, entry: _Entry, outcome: Outcome) -> None:
         if entry.on_done is not None:
             entry.on_done(entry.message, outcome)
             return
         self.count_release(entry.message, outcome)
 
     def count_release(self, message: Message, outcome: Outcome) -> None:
-        """Count (and log, if it failed) a release's outcome as `release` does without an
-        `on_done`; for an `on_done` that wants the same accounting."""
+        """Count (and log, if it failed) a release's outcome as a change without an `on_done`
+        is counted; for an `on_done` that wants the same accounting."""
         if outcome is None:
             self._stats.released += 1
             return
@@ -321,11 +338,11 @@ class Acker:
         logger.warning(
             "visibility change of message %s failed (%s); it returns after its visibility timeout",
             message.message_id,
-            describe(outcome),
+            outcome_code(outcome),
         )
 
 
-def describe(outcome: BatchEntryFailure | AwsError | Exception) -> str:
+def outcome_code(outcome: BatchEntryFailure | AwsError | Exception) -> str:
     """An outcome for a log line: its error code or type, never its text (which may quote a
     receipt handle)."""
     if isinstance(outcome, BatchEntryFailure):

@@ -64,7 +64,7 @@ from collections.abc import Sequence
 import anyio
 import anyio.abc
 
-from ._acker import Acker, Outcome, describe
+from ._acker import Acker, Outcome, outcome_code
 from ._backoff import (
     BACKOFF_BASE,
     BACKOFF_BASE_SEVERE,
@@ -246,7 +246,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
             max_pending=config.max_pending_acks,
             concurrency=config.ack_concurrency,
             attempts=config.delete_attempts,
-            on_release=self._release_settled,
+            on_visibility_answered=self._visibility_answered,
         )
         self._acker = acker
         logger.info(
@@ -478,7 +478,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
             if (
                 self._parked == self.config.receivers
                 and not self._held
-                and not self._acker.releases_pending
+                and not self._acker.visibility_changes_pending
             ):
                 hidden = self._hidden_until - self._loop_time()
                 if hidden <= 0:
@@ -495,7 +495,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
         finally:
             self._parked -= 1
 
-    def _release_settled(self) -> None:
+    def _visibility_answered(self) -> None:
         """A visibility change answered: a parked until_empty receiver looks again."""
         if self._parked and self._news is not None:
             self._news.set()
@@ -687,7 +687,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
         logger.warning(
             "failure backoff of message %s failed (%s); it returns after its visibility timeout",
             message.message_id,
-            describe(outcome),
+            outcome_code(outcome),
         )
 
     def _done(self, message: Message) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._acker import OnDone, Outcome, describe
+from ._acker import OnDone, Outcome, outcome_code
 from ._backoff import MAX_VISIBILITY
 from ._config import ConsumerConfig
 from ._stats import Stats
@@ -115,11 +115,11 @@ class Heartbeat:
                 continue
             extending.add(message)
             timeout = max(1, math.ceil(target - now))
-            acker.release(message, timeout, self._extension_done(message, now + timeout))
+            acker.extend(message, timeout, self._extension_done(message, now + timeout))
             due += 1
         if due:
             logger.debug("extending the visibility of %d message(s)", due)
-            acker.flush_releases()
+            acker.flush_visibility_changes()
 
     def _extension_done(self, message: Message, deadline: float) -> OnDone:
         def done(_: Message, outcome: Outcome) -> None:
@@ -142,7 +142,7 @@ class Heartbeat:
             logger.warning(
                 "visibility extension of message %s failed (%s); trying again next beat",
                 message.message_id,
-                describe(outcome),
+                outcome_code(outcome),
             )
 
         return done
