@@ -64,7 +64,7 @@ from collections.abc import Sequence
 import anyio
 import anyio.abc
 
-from ._acker import Acker, Outcome, outcome_code
+from ._acker import Acker
 from ._backoff import (
     BACKOFF_BASE,
     BACKOFF_BASE_SEVERE,
@@ -73,7 +73,6 @@ from ._backoff import (
     EMPTY_PAUSE_MAX,
     EMPTY_PAUSE_MIN,
     MAX_VISIBILITY,
-    failure_visibility,
 )
 from ._config import ConsumerConfig, _check_int, validate_queue_url
 from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
@@ -81,10 +80,9 @@ from ._exceptions import (
     AwsError,
     CredentialsError,
     DispatchThrottled,
-    PayloadTooLarge,
     QueueNotFound,
 )
-from ._failure_log import exception_text, failure_text, failure_traceback
+from ._failures import FailedDispatch, exception_text
 from ._fifo import FifoGroups
 from ._heartbeat import Heartbeat
 from ._protocols import Dispatcher, Queue
@@ -102,7 +100,7 @@ logger = logging.getLogger("asyncloop")
 _UNTIL_EMPTY_WAIT = 1
 
 
-class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
+class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
     """Consumes one queue until a stop condition, dispatching each message once per receive.
 
     ::
@@ -627,68 +625,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat):
                 raise
         self._done(message)
         return True
-
-    def _bad_timestamp(self, message: Message, exc: Exception) -> None:
-        self._bad_timestamps += 1
-        log = logger.warning if self._bad_timestamps == 1 else logger.debug
-        log(
-            "latency of message %s not recorded (%s); its delete goes ahead",
-            message.message_id,
-            type(exc).__name__,
-        )
-
-    # -- failures -------------------------------------------------------------------------
-
-    def _failed(self, message: Message, exc: BaseException) -> None:
-        self.stats.failed += 1
-        # The type and text of the exception and of its causes; the body and the receipt
-        # handle are cut out of the text (see `exception_text`).
-        logger.warning(
-            "dispatch of message %s failed (%s); SQS will deliver it again",
-            message.message_id,
-            failure_text(exc, message),
-        )
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "dispatch of message %s failed; traceback:\n%s",
-                message.message_id,
-                failure_traceback(exc, message),
-            )
-        visibility = self._failure_visibility(message, exc)
-        if visibility is not None:
-            assert self._acker is not None
-            self._acker.release(message, visibility, self._backed_off)
-        self._done(message)
-
-    def _failure_visibility(self, message: Message, exc: BaseException) -> int | None:
-        config = self.config
-        base = config.failure_backoff_base
-        if not base:
-            return None
-        if isinstance(exc, PayloadTooLarge):
-            # It will never fit: wait the longest, and let maxReceiveCount take it to the DLQ.
-            logger.error(
-                "message %s can never be dispatched (PayloadTooLarge); it goes to the DLQ "
-                "once its receive count reaches the queue's maxReceiveCount",
-                message.message_id,
-            )
-            return max(1, min(MAX_VISIBILITY, math.ceil(config.failure_backoff_cap)))
-        try:
-            receive_count = message.receive_count
-        except ValueError:  # a garbage ApproximateReceiveCount: back off as on a first receive
-            receive_count = 1
-        return failure_visibility(receive_count, base, config.failure_backoff_cap)
-
-    def _backed_off(self, message: Message, outcome: Outcome) -> None:
-        if outcome is None:
-            self.stats.backed_off += 1
-            return
-        self.stats.release_failed += 1
-        logger.warning(
-            "failure backoff of message %s failed (%s); it returns after its visibility timeout",
-            message.message_id,
-            outcome_code(outcome),
-        )
 
     def _done(self, message: Message) -> None:
         """`message` is finished (deleted, released, failed or lost): free its slot."""
