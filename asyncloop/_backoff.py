@@ -6,7 +6,15 @@ from __future__ import annotations
 import math
 import random
 
-__all__ = ("MAX_VISIBILITY", "failure_visibility")
+from ._exceptions import CredentialsError, QueueNotFound
+
+__all__ = (
+    "MAX_VISIBILITY",
+    "failure_visibility",
+    "next_empty_pause",
+    "receive_backoff",
+    "throttle_retry_delay",
+)
 
 # Receive errors back off with full jitter: base * 2**n seconds, capped.
 BACKOFF_BASE = 0.1
@@ -39,3 +47,17 @@ def throttle_retry_delay(attempt: int, base: float) -> float:
     """The wait before in-process retry `attempt` + 1 of a throttled dispatch: full jitter
     over ``base * 2**attempt``, at most `THROTTLE_RETRY_CAP`."""
     return random.uniform(0, min(THROTTLE_RETRY_CAP, base * 2**attempt))
+
+
+def receive_backoff(exc: Exception, failures: int) -> float:
+    """The wait after the `failures`-th receive error in a row: full jitter, capped; longer
+    for a missing queue or refused credentials."""
+    severe = isinstance(exc, QueueNotFound | CredentialsError)
+    base, cap = (BACKOFF_BASE_SEVERE, BACKOFF_CAP_SEVERE) if severe else (BACKOFF_BASE, BACKOFF_CAP)
+    return random.uniform(0, min(cap, base * 2 ** min(failures, 16)))
+
+
+def next_empty_pause(pause: float) -> float:
+    """The pause after an empty short poll: doubling from `EMPTY_PAUSE_MIN` up to
+    `EMPTY_PAUSE_MAX`."""
+    return min(EMPTY_PAUSE_MAX, max(EMPTY_PAUSE_MIN, pause * 2))

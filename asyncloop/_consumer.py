@@ -1,4 +1,4 @@
-"""The consumer loop: receive concurrently, dispatch with bounded concurrency, ack in batches.
+"""The consumer: receive concurrently, dispatch with bounded concurrency, ack in batches.
 
 Shape of one run (all tasks live in task groups owned by `Consumer.run`)::
 
@@ -11,17 +11,11 @@ Shape of one run (all tasks live in task groups owned by `Consumer.run`)::
 A receiver first takes capacity, then asks SQS for exactly what it took (at most
 `batch_size`), so no message ever waits locally while its visibility timeout runs.
 
-Bad days:
-- throttles (``DispatchThrottled``, a Lambda 429) lower the dispatch limit L (AIMD: +1 per L
-  successes, halved once per window of dispatches, floor 1, ceiling `max_in_flight`);
-  receiving follows L, and a throttled message is retried in-process (no receive burnt), then
-  released for a quick retry;
-- a failed dispatch gets a visibility by receive count (exponential, jittered, capped), when
-  `failure_backoff_base` is set;
-- the heartbeat extends held messages near their visibility deadline; an extension that finds
-  the receipt handle invalid cancels that message's dispatch (``lease_lost``);
-- FIFO queues (URL ending ``.fifo``): groups run in parallel, each group in order, one message
-  at a time; a failure releases the rest of its group, unstarted.
+The other concerns live in their own modules, as parts (mixins) of `Consumer`:
+`_dispatch_limit` (the AIMD dispatch limit L, which the capacity follows, and throttle
+retries), `_heartbeat` (visibility extensions and lease loss), `_fifo` (group ordering),
+`_failures` (failed dispatches: log lines and backoff); `_backoff` holds the arithmetic,
+`_slots` the one waiting primitive (capacity, dispatch limit, the acker's room).
 
 Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`): one deadline,
 `shutdown_grace` after the stop began, bounds steps 1 and 2 together:
@@ -44,11 +38,7 @@ Exceptions from the seams: a dispatch that raises is that message's failure, eve
 ``CancelledError`` when nobody cancelled the worker (a library cancelled a future the handler
 awaited); a receive that raises anything but cancellation backs off and goes on, as acks do.
 
-Logs name message ids, never bodies or receipt handles. A failed dispatch is logged at
-WARNING with the type and text of the exception and of its causes, and at DEBUG with the
-traceback; the message's body and receipt handle are cut out of that text wherever they appear
-whole (a body under 8 characters that appears withholds the text), so a handler whose
-exception quotes a *part* of the body (one field) puts that part in the log.
+Logs name message ids, never bodies or receipt handles (see `_failures` for a failure's text).
 """
 
 from __future__ import annotations
@@ -56,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -65,24 +54,13 @@ import anyio
 import anyio.abc
 
 from ._acker import Acker
-from ._backoff import (
-    BACKOFF_BASE,
-    BACKOFF_BASE_SEVERE,
-    BACKOFF_CAP,
-    BACKOFF_CAP_SEVERE,
-    EMPTY_PAUSE_MAX,
-    EMPTY_PAUSE_MIN,
-    MAX_VISIBILITY,
-)
+from ._backoff import MAX_VISIBILITY, next_empty_pause, receive_backoff
 from ._config import ConsumerConfig, _check_int, validate_queue_url
 from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
 from ._exceptions import (
-    AwsError,
-    CredentialsError,
     DispatchThrottled,
-    QueueNotFound,
 )
-from ._failures import FailedDispatch, exception_text
+from ._failures import FailedDispatch, log_receive_error
 from ._fifo import FifoGroups
 from ._heartbeat import Heartbeat
 from ._protocols import Dispatcher, Queue
@@ -149,7 +127,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
         self._stopping = False
         self._ran = False
         self._stop_event: asyncio.Event | None = None
-        # Every message received and not finished, with its visibility deadline (loop clock).
+        # Every message received and not finished, with its visibility deadline (event-loop clock).
         self._held: dict[Message, float] = {}
         self._drained: asyncio.Event | None = None
         self._handoff: asyncio.Queue[Message] = asyncio.Queue()
@@ -165,13 +143,13 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
         self._lost: set[Message] = set()
         self._acker: Acker | None = None
         self._deadline: float | None = None
-        # When a stop under way must be done receiving and draining (loop clock).
+        # When a stop under way must be done receiving and draining (event-loop clock).
         self._stop_deadline = math.inf
         # Messages whose dispatch the lease loss cancelled (the cancel is still counted on the
         # worker's task until it is taken back).
         self._lease_cancelled: set[Message] = set()
         # until_empty: when the last message this run released with a delay (a throttled one)
-        # becomes visible again (loop clock).
+        # becomes visible again (event-loop clock).
         self._hidden_until = -math.inf
         self._bad_timestamps = 0
         # until_empty: receivers that got an empty answer and wait for news.
@@ -297,7 +275,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
             with anyio.CancelScope() as receiving:
                 async with anyio.create_task_group() as receive_group:
                     for _ in range(config.receivers):
-                        receive_group.start_soon(self._receive_loop)
+                        receive_group.start_soon(self._receiver)
                     if self._deadline is not None:
                         receive_group.start_soon(self._stop_at_deadline, self._deadline)
                     await self._stop_event.wait()
@@ -362,7 +340,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
 
     # -- receiving ------------------------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
+    async def _receiver(self) -> None:
         config = self.config
         stats = self.stats
         capacity = self._capacity
@@ -385,7 +363,9 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
             except Exception as exc:  # AWS errors, and whatever a custom Queue raises
                 capacity.give(taken)
                 failures += 1
-                await self._backoff(exc, failures)
+                delay = receive_backoff(exc, failures)
+                log_receive_error(exc, delay)
+                await self._pause(delay)
                 continue
             except BaseException:  # cancellation: never swallowed
                 capacity.give(taken)
@@ -398,7 +378,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
                 if config.until_empty:
                     await self._park()
                 elif wait == 0:
-                    empty_pause = min(EMPTY_PAUSE_MAX, max(EMPTY_PAUSE_MIN, empty_pause * 2))
+                    empty_pause = next_empty_pause(empty_pause)
                     await self._pause(empty_pause)
                 continue
             empty_pause = 0.0
@@ -432,30 +412,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
             left = int(self._deadline - self._loop_time())
             wait = max(0, min(wait, left))
         return wait
-
-    async def _backoff(self, exc: Exception, failures: int) -> None:
-        severe = isinstance(exc, QueueNotFound | CredentialsError)
-        base, cap = (
-            (BACKOFF_BASE_SEVERE, BACKOFF_CAP_SEVERE) if severe else (BACKOFF_BASE, BACKOFF_CAP)
-        )
-        delay = random.uniform(0, min(cap, base * 2 ** min(failures, 16)))
-        if isinstance(exc, AwsError):
-            logger.warning(
-                "ReceiveMessage failed (%s: %s); retrying in %.2fs",
-                type(exc).__name__,
-                exc.code or "no code",
-                delay,
-            )
-        else:
-            # Not an AWS error: a broken connection, or a bug in a custom Queue. A receive
-            # holds no message yet, so its text cannot quote a body or a receipt handle.
-            logger.warning(
-                "ReceiveMessage raised %s; retrying in %.2fs",
-                exception_text(exc),
-                delay,
-            )
-            logger.debug("ReceiveMessage traceback", exc_info=exc)
-        await self._pause(delay)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on stop."""

@@ -20,14 +20,20 @@ from typing import TYPE_CHECKING
 from ._acker import Outcome, outcome_code
 from ._backoff import MAX_VISIBILITY, failure_visibility
 from ._config import ConsumerConfig
-from ._exceptions import PayloadTooLarge
+from ._exceptions import AwsError, PayloadTooLarge
 from ._stats import Stats
 from ._types import Message
 
 if TYPE_CHECKING:
     from ._acker import Acker
 
-__all__ = ("FailedDispatch", "exception_text", "failure_text", "failure_traceback")
+__all__ = (
+    "FailedDispatch",
+    "exception_text",
+    "failure_text",
+    "failure_traceback",
+    "log_receive_error",
+)
 
 logger = logging.getLogger("asyncloop")
 
@@ -104,6 +110,22 @@ def failure_traceback(exc: BaseException, message: Message) -> str:
         parts.extend(traceback.format_tb(link.__traceback__))
         parts.append(exception_text(link, message) + "\n")
     return "".join(parts).rstrip("\n")
+
+
+def log_receive_error(exc: Exception, delay: float) -> None:
+    """A failed receive at WARNING: the error's type and code, or for a non-AWS error its
+    text (a receive holds no message yet, so the text cannot quote a body)."""
+    if isinstance(exc, AwsError):
+        logger.warning(
+            "ReceiveMessage failed (%s: %s); retrying in %.2fs",
+            type(exc).__name__,
+            exc.code or "no code",
+            delay,
+        )
+    else:
+        # Not an AWS error: a broken connection, or a bug in a custom Queue.
+        logger.warning("ReceiveMessage raised %s; retrying in %.2fs", exception_text(exc), delay)
+        logger.debug("ReceiveMessage traceback", exc_info=exc)
 
 
 class FailedDispatch:

@@ -176,7 +176,7 @@ def test_until_empty_waits_for_throttled_messages_released_with_a_delay(
 ) -> None:
     # GIVEN a target that throttles every message's first delivery, no in-process retries,
     # and throttled messages released with a visibility of 1 s (the top of its 0..1 range)
-    monkeypatch.setattr("asyncloop._consumer.random.randint", lambda low, high: high)
+    monkeypatch.setattr("asyncloop._dispatch_limit.random.randint", lambda low, high: high)
     config = ConsumerConfig(
         until_empty=True,
         wait_time_seconds=0,
