@@ -121,7 +121,7 @@ async def test_lease_lost_cancels_the_dispatch_and_counts_it(
         with anyio.fail_after(10):
             await started.wait()
         # WHEN the handle goes stale (as if the message was received elsewhere)
-        queue._messages[message_id].receipt = "someone-else"
+        queue.invalidate_receipt_handle(message_id)
         # THEN the next extension finds it invalid and the dispatch is cancelled
         with anyio.fail_after(20):
             await cancelled.wait()
@@ -215,7 +215,7 @@ async def test_lease_lost_in_a_sync_handler_stops_waiting_for_its_thread() -> No
             with anyio.fail_after(10):
                 await started.wait()
             # WHEN the handle goes stale
-            queue._messages[message_id].receipt = "someone-else"
+            queue.invalidate_receipt_handle(message_id)
             # THEN the consumer stops waiting for the thread and frees the slot
             with anyio.fail_after(20):
                 await watcher.cancelled.wait()
@@ -257,7 +257,7 @@ async def test_a_dispatcher_that_swallows_the_lease_lost_cancel_leaves_no_trace(
         with anyio.fail_after(10):
             await started.wait()
         # WHEN the lease is lost (the handle went stale) and the cancel is swallowed
-        queue._messages[message_id].receipt = "someone-else"
+        queue.invalidate_receipt_handle(message_id)
         with anyio.fail_after(20):
             await cancelled.wait()
         for _ in range(10):
