@@ -134,7 +134,7 @@ class Acker:
     async def delete(self, message: Message) -> None:
         """Queue `message` for deletion; waits while `max_pending` entries are pending."""
         room = self._room
-        if room.free > 0 and not room.waiters:
+        if not room.waiters and room.free > room.promised:
             room.free -= 1
         else:
             await room.take(1)

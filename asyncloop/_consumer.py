@@ -499,7 +499,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
         operation = self._operation
         attempt = 0
         while True:
-            if gate.free > 0 and not gate.waiters:
+            if not gate.waiters and gate.free > gate.promised:
                 gate.free -= 1
             else:
                 await gate.take(1)

@@ -12,15 +12,17 @@ Contract:
 - `take(want)` returns between ``min(want, low_water)`` and `want` slots, waiting while fewer
   are free or others wait before it (no overtaking: waiters are served in arrival order);
   0 once closed.
-- Slots are handed over at `give`/`resize` time: the waiter at the head gets its slots in the
-  same event-loop turn as the `give` that freed them, so nobody can take them between its
-  wake-up and its run, and a chain of waiters is served in one pass.
-- A waiter cancelled after its slots were handed over gives them back, which serves the next
-  waiter; one cancelled before leaves the queue. Nothing is lost or handed twice.
+- A `give` (or `resize`) wakes waiters in the same event-loop turn, in order, while the free
+  slots not yet promised to woken waiters cover the head's minimum; a woken waiter is
+  promised its whole `want`, and takes up to `want` of what is free when it runs. So the
+  completions of one turn refill whole batches (a receiver woken by the first free slots
+  takes all that the turn freed), and the dispatch limit wakes as many as it has room for.
+- A waiter cancelled after its wake-up passes the wake on; one cancelled before leaves the
+  queue. Nothing is lost or handed twice.
 - `free` may go below zero (`take_nowait`, or `resize` below what is taken): takers then wait
   until enough were given back.
 
-Callers on the hot path check ``free >= low_water and not waiters`` themselves and take
+Callers on the hot path check ``not waiters and free - promised >= n`` themselves and take
 inline (``free -= n``); they only await `take` when they must wait, so an unthrottled run
 never suspends here.
 """
@@ -37,7 +39,7 @@ __all__ = ("Slots",)
 class _Waiter:
     __slots__ = ("future", "want")
 
-    def __init__(self, future: asyncio.Future[int], want: int) -> None:
+    def __init__(self, future: asyncio.Future[bool], want: int) -> None:
         self.future = future
         self.want = want
 
@@ -45,7 +47,7 @@ class _Waiter:
 class Slots:
     """`total` places, `free` of them free now; see the module docstring for the contract."""
 
-    __slots__ = ("closed", "free", "low_water", "total", "waiters")
+    __slots__ = ("closed", "free", "low_water", "promised", "total", "waiters")
 
     def __init__(self, total: int, low_water: int = 1) -> None:
         if low_water < 1:
@@ -54,6 +56,8 @@ class Slots:
         self.free = total
         self.low_water = low_water
         self.closed = False
+        # Slots promised to woken waiters that have not run yet.
+        self.promised = 0
         self.waiters: deque[_Waiter] = deque()
 
     async def take(self, want: int = 1) -> int:
@@ -61,26 +65,41 @@ class Slots:
         0 once closed."""
         if self.closed:
             return 0
+        need = min(want, self.low_water)
         free = self.free
-        if not self.waiters and free >= min(want, self.low_water):
-            taken = want if want < free else free
+        if not self.waiters and free - self.promised >= need:
+            taken = want if want < free - self.promised else free - self.promised
             self.free = free - taken
             return taken
         waiter = _Waiter(asyncio.get_running_loop().create_future(), want)
         self.waiters.append(waiter)
-        try:
-            return await waiter.future
-        except BaseException:
-            future = waiter.future
-            if future.done() and not future.cancelled():
-                # Handed slots, then cancelled before running: pass them on.
-                self.give(future.result())
-            else:
-                with contextlib.suppress(ValueError):
-                    self.waiters.remove(waiter)
-                # It may have been the head that held the others back.
+        while True:
+            try:
+                closed = await waiter.future  # True: woken by close()
+            except BaseException:
+                future = waiter.future
+                if future.done() and not future.cancelled():
+                    # Woken, then cancelled before running: pass the wake on.
+                    self.promised -= want
+                else:
+                    with contextlib.suppress(ValueError):
+                        self.waiters.remove(waiter)
+                # Either way the next waiter may fit now.
                 self._serve()
-            raise
+                raise
+            self.promised -= want
+            if closed:
+                return 0
+            free = self.free
+            if free >= need:
+                taken = want if want < free else free
+                self.free = free - taken
+                if self.waiters:
+                    self._serve()
+                return taken
+            # Taken meanwhile by a caller that did not wait: first in line again.
+            waiter = _Waiter(asyncio.get_running_loop().create_future(), want)
+            self.waiters.appendleft(waiter)
 
     def take_nowait(self, n: int = 1) -> None:
         """Take `n` slots at once, even when that leaves `free` below zero (for work that
@@ -88,7 +107,7 @@ class Slots:
         self.free -= n
 
     def give(self, n: int = 1) -> None:
-        """Give back `n` slots; waiters that now fit get theirs before this returns."""
+        """Give back `n` slots; waiters that now fit are woken before this returns."""
         self.free += n
         if self.waiters:
             self._serve()
@@ -104,27 +123,27 @@ class Slots:
             self._serve()
 
     def close(self) -> None:
-        """Wake every waiter with 0 slots; `take` returns 0 from now on."""
+        """Wake every waiter (they get 0 slots); `take` returns 0 from now on."""
         self.closed = True
         waiters = self.waiters
         while waiters:
-            future = waiters.popleft().future
-            if not future.done():
-                future.set_result(0)
+            waiter = waiters.popleft()
+            if not waiter.future.done():
+                self.promised += waiter.want
+                waiter.future.set_result(True)
 
     def _serve(self) -> None:
-        """Hand slots to waiters in order while the head's minimum is free."""
+        """Wake waiters in order while the slots not promised cover the head's minimum."""
         waiters = self.waiters
+        low_water = self.low_water
         while waiters:
             head = waiters[0]
             if head.future.done():  # cancelled: its task is about to see it
                 waiters.popleft()
                 continue
-            free = self.free
             want = head.want
-            if free < min(want, self.low_water):
+            if self.free - self.promised < (want if want < low_water else low_water):
                 return
             waiters.popleft()
-            taken = want if want < free else free
-            self.free = free - taken
-            head.future.set_result(taken)
+            self.promised += want
+            head.future.set_result(False)

@@ -30,7 +30,7 @@ async def test_take_without_waiting_takes_up_to_want() -> None:
     assert (first, second, slots.free) == (3, 2, 0)
 
 
-async def test_a_waiter_gets_its_slots_at_give_time_in_arrival_order() -> None:
+async def test_a_give_wakes_waiters_in_arrival_order_and_promises_them_the_slots() -> None:
     # GIVEN no free slot and three waiters, in order a, b, c
     slots = Slots(3)
     slots.take_nowait(3)
@@ -45,13 +45,43 @@ async def test_a_waiter_gets_its_slots_at_give_time_in_arrival_order() -> None:
             await settle()
         # WHEN two slots come back
         slots.give(2)
-        # THEN they were handed over at once (no free slot for a barger), to a and b
-        assert slots.free == 0
+        # THEN a and b were woken in the same turn (c still waits), and the two slots are
+        # promised to them: a newcomer cannot take one meanwhile
         assert len(slots.waiters) == 1
+        assert slots.promised == 2
+        late = asyncio.ensure_future(slots.take(1))
         await settle()
         assert got == [("a", 1), ("b", 1)]
-        slots.give(1)
+        assert not late.done()
+        slots.give(2)
+        assert await late == 1
     assert got == [("a", 1), ("b", 1), ("c", 1)]
+    assert (slots.free, slots.promised) == (0, 0)
+
+
+async def test_a_woken_receiver_takes_all_that_its_turn_freed() -> None:
+    # GIVEN capacity 20 with a low-water mark of 2, all taken, and two receivers of up to 10
+    slots = Slots(20, low_water=2)
+    slots.take_nowait(20)
+    got: list[int] = []
+
+    async def receiver() -> None:
+        got.append(await slots.take(10))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(receiver)
+        tg.start_soon(receiver)
+        await settle()
+        # WHEN ten completions give their slot back in one event-loop turn
+        for _ in range(10):
+            slots.give(1)
+        # THEN only the first receiver was woken (the ten are promised to it), and it takes
+        # all ten: one full receive, not five receives of two
+        assert len(slots.waiters) == 1
+        await settle()
+        assert got == [10]
+        slots.give(10)
+    assert got == [10, 10]
 
 
 async def test_a_newcomer_does_not_overtake_a_waiter() -> None:
@@ -102,7 +132,7 @@ async def test_low_water_holds_a_waiter_until_enough_are_free() -> None:
     assert slots.free == 0
 
 
-async def test_a_waiter_cancelled_after_the_hand_over_passes_its_slots_on() -> None:
+async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
     # GIVEN two waiters on a full Slots
     slots = Slots(1)
     slots.take_nowait(1)
@@ -117,7 +147,7 @@ async def test_a_waiter_cancelled_after_the_hand_over_passes_its_slots_on() -> N
             await settle()
             tg.start_soon(taker, "second")
             await settle()
-            # WHEN the slot is handed to the first, which is cancelled before it runs
+            # WHEN the first is woken for the slot, and cancelled before it runs
             slots.give(1)
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -127,7 +157,7 @@ async def test_a_waiter_cancelled_after_the_hand_over_passes_its_slots_on() -> N
     assert slots.free == 0
 
 
-async def test_a_waiter_cancelled_before_the_hand_over_leaves_the_queue() -> None:
+async def test_a_waiter_cancelled_before_its_wake_up_leaves_the_queue() -> None:
     # GIVEN a head waiter that wants 5 (low water 5) and a second that wants 1
     slots = Slots(5, low_water=5)
     slots.take_nowait(5)
