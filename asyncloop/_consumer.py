@@ -14,7 +14,8 @@ A receiver first takes capacity, then asks SQS for exactly what it took (at most
 The other concerns live in their own modules, as parts (mixins) of `Consumer`:
 `_dispatch_limit` (the AIMD dispatch limit L, which the capacity follows, and throttle
 retries), `_heartbeat` (visibility extensions and lease loss), `_fifo` (group ordering),
-`_failures` (failed dispatches: log lines and backoff); `_backoff` holds the arithmetic,
+`_failures` (failed dispatches: log lines and backoff), `_until_empty` (when a drained queue
+ends the run); `_backoff` holds the arithmetic,
 `_slots` the one waiting primitive (capacity, dispatch limit, the acker's room).
 
 Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`): one deadline,
@@ -67,6 +68,7 @@ from ._protocols import Dispatcher, Queue
 from ._slots import Slots
 from ._stats import Stats
 from ._types import Message
+from ._until_empty import UntilEmpty
 
 __all__ = ("Consumer",)
 
@@ -78,7 +80,7 @@ logger = logging.getLogger("asyncloop")
 _UNTIL_EMPTY_WAIT = 1
 
 
-class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
+class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEmpty):
     """Consumes one queue until a stop condition, dispatching each message once per receive.
 
     ::
@@ -418,41 +420,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch):
         assert self._stop_event is not None
         with anyio.move_on_after(seconds):
             await self._stop_event.wait()
-
-    async def _park(self) -> None:
-        """until_empty: the queue answered empty. Stop once every receiver has, nothing is
-        held or being released, and no message this run released with a delay (after a
-        throttle) is still invisible; otherwise wait for news (a receive got messages, the
-        last held one finished, a release made one visible again, or the last delayed one
-        shows again)."""
-        assert self._news is not None
-        assert self._acker is not None
-        self._parked += 1
-        try:
-            if (
-                self._parked == self.config.receivers
-                and not self._held
-                and not self._acker.visibility_changes_pending
-            ):
-                hidden = self._hidden_until - self._loop_time()
-                if hidden <= 0:
-                    logger.info("queue answered empty and nothing is in flight: stopping")
-                    self.stop()
-                    return
-                logger.debug("queue answered empty; throttled messages show again in %.2fs", hidden)
-                self._news.clear()
-                with anyio.move_on_after(hidden):
-                    await self._news.wait()
-                return
-            self._news.clear()
-            await self._news.wait()
-        finally:
-            self._parked -= 1
-
-    def _visibility_answered(self) -> None:
-        """A visibility change answered: a parked until_empty receiver looks again."""
-        if self._parked and self._news is not None:
-            self._news.set()
 
     # -- dispatching ----------------------------------------------------------------------
 
