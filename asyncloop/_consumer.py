@@ -16,7 +16,9 @@ The other concerns live in their own modules, as parts (mixins) of `Consumer`:
 retries), `_heartbeat` (visibility extensions and lease loss), `_fifo` (group ordering),
 `_failures` (failed dispatches: log lines and backoff), `_until_empty` (when a drained queue
 ends the run); `_backoff` holds the arithmetic,
-`_slots` the one waiting primitive (capacity, dispatch limit, the acker's room).
+`_slots` the one waiting primitive (capacity, dispatch limit, the acker's room). This module
+stays over the 400-line guide (about 560): the run's phases and stop, the receivers and the
+worker's dispatch path share the held/running state and are read together.
 
 Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`): one deadline,
 `shutdown_grace` after the stop began, bounds steps 1 and 2 together:
