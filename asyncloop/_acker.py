@@ -104,7 +104,7 @@ class Acker:
         self._attempts = attempts
         self._concurrency = concurrency
         # Lanes with a batch due; `concurrency` long-lived senders take from it (a task per
-        # call cost about 30 us, a tenth of the loop's whole budget per batch of messages).
+        # call cost about 30 us, a tenth of the event loop's whole budget per batch of messages).
         self._due: asyncio.Queue[_Lane] = asyncio.Queue()
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending = 0

@@ -60,9 +60,7 @@ from ._acker import Acker
 from ._backoff import MAX_VISIBILITY, next_empty_pause, receive_backoff
 from ._config import ConsumerConfig, _check_int, validate_queue_url
 from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
-from ._exceptions import (
-    DispatchThrottled,
-)
+from ._exceptions import DispatchThrottled
 from ._failures import FailedDispatch, log_receive_error
 from ._fifo import FifoGroups
 from ._heartbeat import Heartbeat
@@ -119,7 +117,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
         self.visibility_timeout = visibility_timeout
         self.stats = Stats()
         limit = self.config.max_in_flight
-        # Receivers take capacity (at most `limit` messages held), workers the dispatch limit.
         # Receivers take capacity (at most `limit` messages held); the dispatch limit admits
         # dispatches, and resizes the capacity when a throttle moves it.
         self._capacity = Slots(limit, capacity_low_water(limit, self.config.batch_size))

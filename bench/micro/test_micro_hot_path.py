@@ -7,8 +7,8 @@ a round of 1,000 (or 10,000) messages reports the time for all of them: divide f
 - ack coalescer: `Acker.delete` of 1,000 messages into batches of 10 against a queue that
   answers at once (buffering, batch calls, settling);
 - dispatch bookkeeping: a whole `Consumer` moving 10,000 messages from an instant queue
-  through a no-op dispatcher (capacity, hand-off, workers, stats, acks): the loop's own cost;
-- capacity: one take/give cycle of the receivers' capacity;
+  through a no-op dispatcher (capacity, hand-off, workers, stats, acks): the consumer's own cost;
+- capacity: one take/give cycle of the receivers' capacity (`Slots`);
 - payload building: `build_payload` in both formats for one 128-byte message;
 - histogram: `LatencyHistogram.record` and `Stats.count_call`.
 """
