@@ -349,10 +349,19 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
         held = self._held
         failures = 0
         empty_pause = 0.0
+        batch_size = config.batch_size
+        window = config.receive_batch_window
+        # The last receive returned messages: the batching window applies.
+        flowing = False
         while not self._stopping:
-            taken = await capacity.take(config.batch_size)
+            taken = await capacity.take(batch_size)
             if taken == 0:
                 return
+            # Wait only for slots that can come: below a batch of capacity, all of it.
+            if flowing and window > 0 and taken < min(batch_size, capacity.total):
+                taken = await self._fill_batch(taken, window)
+                if taken == 0:
+                    return
             wait = self._wait_time()
             stats.count_call("ReceiveMessage")
             try:
@@ -373,6 +382,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
                 raise
             failures = 0
             got = len(messages)
+            flowing = got > 0
             if got < taken:
                 capacity.give(taken - got)
             if got == 0:
@@ -402,6 +412,30 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
                     self._done(message)
                 return
             self._hand_off(messages)
+
+    async def _fill_batch(self, taken: int, window: float) -> int:
+        """Holding `taken` free slots, take more as they free, until a whole batch (or the
+        whole capacity, when smaller) or `window` seconds passed; return all taken, or 0
+        (every slot given back) on a stop.
+
+        Only capacity waits here, never a message: the receive that follows asks SQS for
+        what was taken, so the backpressure rule stands."""
+        capacity = self._capacity
+        try:
+            with anyio.move_on_after(window):
+                # `total` again each time: a throttle may lower it meanwhile.
+                while taken < min(self.config.batch_size, capacity.total):
+                    more = await capacity.take(min(self.config.batch_size, capacity.total) - taken)
+                    if more == 0:  # closed: a stop began
+                        break
+                    taken += more
+        except BaseException:  # cancellation: never swallowed, the slots go back
+            capacity.give(taken)
+            raise
+        if self._stopping:
+            capacity.give(taken)
+            return 0
+        return taken
 
     def _wait_time(self) -> int:
         config = self.config

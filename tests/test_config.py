@@ -165,6 +165,10 @@ _INVALID: list[tuple[str, object, str]] = [
     ("batch_size", 0, "1..10"),
     ("batch_size", 11, "1..10"),
     ("batch_size", True, "a number"),
+    ("receive_batch_window", -0.001, "0.0..1.0"),
+    ("receive_batch_window", 1.5, "0.0..1.0"),
+    ("receive_batch_window", float("nan"), "0.0..1.0"),
+    ("receive_batch_window", float("inf"), "0.0..1.0"),
     ("wait_time_seconds", -1, "0..20"),
     ("wait_time_seconds", 21, "0..20"),
     ("wait_time_seconds", 1.5, "0..20"),
@@ -219,6 +223,15 @@ def test_every_invalid_consumer_config_value_names_field_range_and_value(
 def test_every_consumer_config_field_is_covered_by_the_invalid_values() -> None:
     covered = {field for field, _, _ in _INVALID}
     assert covered == {f.name for f in dataclasses.fields(ConsumerConfig)}
+
+
+def test_receive_batch_window_reads_from_its_variable() -> None:
+    # GIVEN the variable named after the field
+    environ = {"ASYNCLOOP_RECEIVE_BATCH_WINDOW": "0.005"}
+    # WHEN the config is built from the environment
+    config = ConsumerConfig.from_env(environ)
+    # THEN the window is set, in seconds
+    assert config.receive_batch_window == 0.005
 
 
 def test_failure_backoff_cap_below_base_is_refused() -> None:
