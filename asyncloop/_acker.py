@@ -9,10 +9,11 @@ A per-entry failure that SQS marks as its own fault (``SenderFault`` false) is r
 later batch, up to `attempts` tries; then the message is left to SQS and counted. Nothing is
 dropped silently: a delete that never happens means a duplicate later, never a loss.
 
-Visibility changes share one lane: releases (visibility 0, or a short delay after a throttle),
-failure backoffs and heartbeat extensions. An entry may carry its own `on_done` callback (the
-consumer's, for backoffs and extensions); without one it counts as a release. Logs name
-message ids and error codes only, never bodies or receipt handles.
+Visibility changes (`change_visibility`) share one lane: releases (`release`: visibility 0, a
+failure backoff, or a short delay after a throttle) and the heartbeat's extensions (`extend`).
+An entry may carry its own `on_done` callback (the consumer's, for backoffs and extensions);
+without one it counts as a release. Logs name message ids and error codes only, never bodies
+or receipt handles.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import anyio.abc
 
 from ._exceptions import AwsError
 from ._protocols import Queue
+from ._slots import Slots
 from ._stats import Stats
 from ._types import BatchEntryFailure, Message
 
@@ -93,28 +95,29 @@ class Acker:
         max_pending: int,
         concurrency: int,
         attempts: int,
-        on_release: Callable[[], None] | None = None,
+        on_visibility_answered: Callable[[], None] | None = None,
     ) -> None:
         self._queue = queue
-        self._on_release = on_release
+        self._on_visibility_answered = on_visibility_answered
         self._stats = stats
         self._flush_interval = flush_interval
-        self._max_pending = max_pending
         self._attempts = attempts
         self._concurrency = concurrency
         # Lanes with a batch due; `concurrency` long-lived senders take from it (a task per
-        # call cost about 30 us, a tenth of the loop's whole budget per batch of messages).
+        # call cost about 30 us, a tenth of the event loop's whole budget per batch of messages).
         self._due: asyncio.Queue[_Lane] = asyncio.Queue()
         self._tg: anyio.abc.TaskGroup | None = None
         self._pending = 0
-        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        # Room below `max_pending`: every entry holds a slot until it is settled; only
+        # `delete` waits for one.
+        self._room = Slots(max_pending)
         self._changed = asyncio.Event()
         self._buffered = asyncio.Event()
         self._deletes = _Lane("DeleteMessageBatch", self._send_deletes, self._delete_done)
-        self._releases = _Lane(
-            "ChangeMessageVisibilityBatch", self._send_releases, self._release_done
+        self._visibility = _Lane(
+            "ChangeMessageVisibilityBatch", self._send_visibility, self._visibility_done
         )
-        self._lanes = (self._deletes, self._releases)
+        self._lanes = (self._deletes, self._visibility)
         self._now = asyncio.get_running_loop().time
 
     @property
@@ -130,31 +133,52 @@ class Acker:
 
     async def delete(self, message: Message) -> None:
         """Queue `message` for deletion; waits while `max_pending` entries are pending."""
-        if self._pending >= self._max_pending:
-            await self._wait_for_space()
+        room = self._room
+        if not room.waiters and room.free > room.promised:
+            room.free -= 1
+        else:
+            await room.take(1)
         self._add(self._deletes, _Entry(message))
 
     def delete_nowait(self, message: Message) -> None:
         """Queue `message` for deletion without waiting for room (for shutdown paths)."""
+        self._room.take_nowait(1)
         self._add(self._deletes, _Entry(message))
 
-    def release(self, message: Message, visibility: int = 0, on_done: OnDone | None = None) -> None:
-        """Queue a visibility change (0: visible again at once). Never waits: releases come
-        from messages the consumer already holds, so they are bounded by max_in_flight.
+    def change_visibility(
+        self, message: Message, visibility: int, on_done: OnDone | None = None
+    ) -> None:
+        """Queue a visibility change of `message` to `visibility` seconds from now. Never
+        waits: changes come from messages the consumer already holds, so they are bounded
+        by max_in_flight.
 
         `on_done(message, outcome)` is called once the change succeeded (outcome None) or was
         given up; without it the change counts as a release in the stats."""
-        self._add(self._releases, _Entry(message, visibility, 1, on_done))
+        self._room.take_nowait(1)
+        self._add(self._visibility, _Entry(message, visibility, 1, on_done))
 
-    def flush_releases(self) -> None:
+    def release(self, message: Message, visibility: int = 0, on_done: OnDone | None = None) -> None:
+        """Give `message` back to SQS: visible again at once (0), or after a backoff (a
+        failure's, or a throttle's short delay). A `change_visibility`; the heartbeat's
+        extensions use `extend`."""
+        self.change_visibility(message, visibility, on_done)
+
+    def extend(self, message: Message, visibility: int, on_done: OnDone) -> None:
+        """Extend the lease of `message`, still being worked on, to `visibility` seconds from
+        now, and send it without waiting for `flush_interval` (with the other extensions
+        queued before `flush_visibility_changes`)."""
+        self.change_visibility(message, visibility, on_done)
+
+    def flush_visibility_changes(self) -> None:
         """Send buffered visibility changes now (the heartbeat's extensions cannot wait for
         `flush_interval`)."""
-        self._flush(self._releases, partial=True)
+        self._flush(self._visibility, partial=True)
 
     @property
-    def releases_pending(self) -> int:
-        """Visibility changes buffered or in a call that has not answered yet."""
-        return self._releases.pending
+    def visibility_changes_pending(self) -> int:
+        """Visibility changes (releases, backoffs, extensions) buffered or in a call that has
+        not answered yet."""
+        return self._visibility.pending
 
     async def tick(self) -> None:
         """Flush partial batches once their oldest entry has waited `flush_interval`. Runs
@@ -261,8 +285,8 @@ class Acker:
                         self._settle(lane, entry, failure, retry=not failure.sender_fault)
         finally:
             self._changed.set()
-            if lane is self._releases and self._on_release is not None:
-                self._on_release()
+            if lane is self._visibility and self._on_visibility_answered is not None:
+                self._on_visibility_answered()
 
     def _settle(self, lane: _Lane, entry: _Entry, outcome: Outcome, *, retry: bool) -> None:
         if outcome is not None and retry and entry.attempt < self._attempts:
@@ -274,29 +298,14 @@ class Acker:
         self._pending -= 1
         lane.pending -= 1
         lane.on_done(entry, outcome)
-        if self._space_waiters and self._pending < self._max_pending:
-            waiter = self._space_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait_for_space(self) -> None:
-        while self._pending >= self._max_pending:
-            waiter = asyncio.get_running_loop().create_future()
-            self._space_waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                # Pass a wake-up we may have consumed on to the next waiter.
-                if waiter.done() and not waiter.cancelled() and self._space_waiters:
-                    self._space_waiters.popleft().set_result(None)
-                raise
+        self._room.give(1)
 
     async def _send_deletes(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
         return await self._queue.delete_batch(
             [(str(i), entry.message.receipt_handle) for i, entry in enumerate(batch)]
         )
 
-    async def _send_releases(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
+    async def _send_visibility(self, batch: list[_Entry]) -> Sequence[BatchEntryFailure]:
         return await self._queue.change_visibility_batch(
             [(str(i), e.message.receipt_handle, e.visibility) for i, e in enumerate(batch)]
         )
@@ -310,18 +319,18 @@ class Acker:
             "delete of message %s failed after %d attempt(s) (%s); it will be delivered again",
             entry.message.message_id,
             entry.attempt,
-            describe(outcome),
+            outcome_code(outcome),
         )
 
-    def _release_done(self, entry: _Entry, outcome: Outcome) -> None:
+    def _visibility_done(self, entry: _Entry, outcome: Outcome) -> None:
         if entry.on_done is not None:
             entry.on_done(entry.message, outcome)
             return
         self.count_release(entry.message, outcome)
 
     def count_release(self, message: Message, outcome: Outcome) -> None:
-        """Count (and log, if it failed) a release's outcome as `release` does without an
-        `on_done`; for an `on_done` that wants the same accounting."""
+        """Count (and log, if it failed) a release's outcome as a change without an `on_done`
+        is counted; for an `on_done` that wants the same accounting."""
         if outcome is None:
             self._stats.released += 1
             return
@@ -329,11 +338,11 @@ class Acker:
         logger.warning(
             "visibility change of message %s failed (%s); it returns after its visibility timeout",
             message.message_id,
-            describe(outcome),
+            outcome_code(outcome),
         )
 
 
-def describe(outcome: BatchEntryFailure | AwsError | Exception) -> str:
+def outcome_code(outcome: BatchEntryFailure | AwsError | Exception) -> str:
     """An outcome for a log line: its error code or type, never its text (which may quote a
     receipt handle)."""
     if isinstance(outcome, BatchEntryFailure):

@@ -107,6 +107,15 @@ class ConsumerConfig:
     batch_size: int = 10
     """MaxNumberOfMessages per receive (1..10). Default 10."""
 
+    receive_batch_window: float = 0.0
+    """Longest a receiver waits for more free capacity before it receives (0..1 s; 0 turns
+    it off). Default 0. While messages are flowing (its last receive returned some), a
+    receiver that took fewer than `batch_size` free slots waits up to this long for more,
+    then asks SQS for all it took in one call, as Lambda's batching window does: fewer
+    ReceiveMessage calls per message, at the cost of up to this long idle on the slots it
+    waits with. It only waits for capacity: it never holds messages, and a stop ends the
+    wait at once."""
+
     wait_time_seconds: int = 20
     """Long-poll wait per receive (0..20, whole seconds as SQS takes them). Default 20.
     Clamped to the time left before `duration`/`deadline`, so no poll outlives the run."""
@@ -222,6 +231,7 @@ class ConsumerConfig:
         _check_int("receivers", self.receivers, 1, 1024)
         _check_int("max_in_flight", self.max_in_flight, 1, 100_000)
         _check_int("batch_size", self.batch_size, 1, 10)
+        _check_range("receive_batch_window", self.receive_batch_window, 0.0, 1.0)
         _check_int("wait_time_seconds", self.wait_time_seconds, 0, 20)
         if self.visibility_timeout is not None:
             _check_int("visibility_timeout", self.visibility_timeout, 0, 43_200)

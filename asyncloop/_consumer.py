@@ -1,4 +1,4 @@
-"""The consumer loop: receive concurrently, dispatch with bounded concurrency, ack in batches.
+"""The consumer: receive concurrently, dispatch with bounded concurrency, ack in batches.
 
 Shape of one run (all tasks live in task groups owned by `Consumer.run`)::
 
@@ -11,17 +11,14 @@ Shape of one run (all tasks live in task groups owned by `Consumer.run`)::
 A receiver first takes capacity, then asks SQS for exactly what it took (at most
 `batch_size`), so no message ever waits locally while its visibility timeout runs.
 
-Bad days:
-- throttles (``DispatchThrottled``, a Lambda 429) lower the dispatch limit L (AIMD: +1 per L
-  successes, halved once per window of dispatches, floor 1, ceiling `max_in_flight`);
-  receiving follows L, and a throttled message is retried in-process (no receive burnt), then
-  released for a quick retry;
-- a failed dispatch gets a visibility by receive count (exponential, jittered, capped), when
-  `failure_backoff_base` is set;
-- the heartbeat extends held messages near their visibility deadline; an extension that finds
-  the receipt handle invalid cancels that message's dispatch (``lease_lost``);
-- FIFO queues (URL ending ``.fifo``): groups run in parallel, each group in order, one message
-  at a time; a failure releases the rest of its group, unstarted.
+The other concerns live in their own modules, as parts (mixins) of `Consumer`:
+`_dispatch_limit` (the AIMD dispatch limit L, which the capacity follows, and throttle
+retries), `_heartbeat` (visibility extensions and lease loss), `_fifo` (group ordering),
+`_failures` (failed dispatches: log lines and backoff), `_until_empty` (when a drained queue
+ends the run); `_backoff` holds the arithmetic,
+`_slots` the one waiting primitive (capacity, dispatch limit, the acker's room). This module
+stays over the 400-line guide (about 560): the run's phases and stop, the receivers and the
+worker's dispatch path share the held/running state and are read together.
 
 Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`): one deadline,
 `shutdown_grace` after the stop began, bounds steps 1 and 2 together:
@@ -44,266 +41,46 @@ Exceptions from the seams: a dispatch that raises is that message's failure, eve
 ``CancelledError`` when nobody cancelled the worker (a library cancelled a future the handler
 awaited); a receive that raises anything but cancellation backs off and goes on, as acks do.
 
-Logs name message ids, never bodies or receipt handles. A failed dispatch is logged at
-WARNING with the type and text of the exception and of its causes, and at DEBUG with the
-traceback; the message's body and receipt handle are cut out of that text wherever they appear
-whole (a body under 8 characters that appears withholds the text), so a handler whose
-exception quotes a *part* of the body (one field) puts that part in the log.
+Logs name message ids, never bodies or receipt handles (see `_failures` for a failure's text).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import random
 import time
-import traceback
 from collections import deque
 from collections.abc import Sequence
 
 import anyio
 import anyio.abc
 
-from ._acker import Acker, OnDone, Outcome, describe
+from ._acker import Acker
+from ._backoff import MAX_VISIBILITY, next_empty_pause, receive_backoff
 from ._config import ConsumerConfig, _check_int, validate_queue_url
-from ._exceptions import (
-    AwsError,
-    CredentialsError,
-    DispatchThrottled,
-    PayloadTooLarge,
-    QueueNotFound,
-)
+from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
+from ._exceptions import DispatchThrottled
+from ._failures import FailedDispatch, log_receive_error
+from ._fifo import FifoGroups
+from ._heartbeat import Heartbeat
 from ._protocols import Dispatcher, Queue
+from ._slots import Slots
 from ._stats import Stats
-from ._types import BatchEntryFailure, Message
+from ._types import Message
+from ._until_empty import UntilEmpty
 
 __all__ = ("Consumer",)
 
 logger = logging.getLogger("asyncloop")
 
-# Receive errors back off with full jitter: base * 2**n seconds, capped.
-_BACKOFF_BASE = 0.1
-_BACKOFF_CAP = 20.0
-# Missing queue or refused credentials will not fix themselves quickly.
-_BACKOFF_BASE_SEVERE = 2.0
-_BACKOFF_CAP_SEVERE = 60.0
-# Short polls (wait_time_seconds=0) that come back empty pause, doubling up to a second,
-# so an idle queue is not polled in a tight loop.
-_EMPTY_PAUSE_MIN = 0.01
-_EMPTY_PAUSE_MAX = 1.0
-# In-process retries of a throttled dispatch wait at most this long each.
-_THROTTLE_RETRY_CAP = 2.0
-# SQS keeps a message invisible at most 12 hours from its receive.
-_MAX_VISIBILITY = 43_200
-# The heartbeat checks a few times per visibility timeout, never in a tight loop.
-_HEARTBEAT_MIN_PERIOD = 0.05
-# Entry codes that say the lease is gone: another receive holds the message, or it was deleted
-# or became visible again.
-_LEASE_GONE = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"})
-_LEASE_LOST = "asyncloop: lease lost"
 # until_empty: the longest wait of a receive. Still a long poll (SQS then asks every server,
 # so an empty answer is not a sampling miss), but a drained queue ends the run in about a
 # second rather than after a whole `wait_time_seconds` of idle polling.
 _UNTIL_EMPTY_WAIT = 1
-# A failure's exception text in the log is cut to this many characters.
-_MAX_ERROR_TEXT = 500
-# Bodies shorter than this are not cut out of an exception's text (a two-letter body would
-# match everywhere); when one occurs in it, the text is withheld instead.
-_MIN_REDACTED_BODY = 8
 
 
-class _Capacity:
-    """At most `total` messages held; receivers take up to a batch, waiting for `low_water`.
-
-    A receiver waits until at least `low_water` slots are free, then takes
-    ``min(want, free)``. Completions of one received batch tend to land in the same event
-    loop turn, so even `low_water` = 1 usually refills whole batches; at very high capacity
-    a larger mark (a hundredth of the capacity, at most a batch) keeps receives full at
-    almost no cost in concurrency. `resize` follows the adaptive dispatch limit: `free` may
-    go below zero while more are held than the new total.
-    """
-
-    def __init__(self, total: int, batch_size: int) -> None:
-        self.total = total
-        self.free = total
-        self.batch_size = batch_size
-        self.low_water = max(1, min(batch_size, total // 100))
-        self.closed = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    async def take(self, want: int) -> int:
-        """Take between 1 and `want` slots; 0 once closed."""
-        while not self.closed and self.free < self.low_water:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()
-                raise
-        if self.closed:
-            return 0
-        taken = min(want, self.free)
-        self.free -= taken
-        if self.free >= self.low_water:
-            self._wake()
-        return taken
-
-    def give(self, n: int) -> None:
-        self.free += n
-        if self.free >= self.low_water:
-            self._wake()
-
-    def resize(self, total: int) -> None:
-        self.free += total - self.total
-        self.total = total
-        self.low_water = max(1, min(self.batch_size, total // 100))
-        if self.free >= self.low_water:
-            self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-
-class _Gate:
-    """At most `limit` dispatches at once (the adaptive limit); waiters go first come, first
-    served. The caller checks ``busy < limit and not waiters`` inline and only awaits `enter`
-    when it must wait, so an unthrottled run never suspends here."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.busy = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
-
-    async def enter(self) -> None:
-        while self.busy >= self.limit or self.waiters:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self.wake()
-                else:
-                    self._discard(waiter)
-                raise
-            if self.busy < self.limit:
-                break
-        self.busy += 1
-
-    def leave(self) -> None:
-        self.busy -= 1
-        if self.waiters:
-            self.wake()
-
-    def wake(self) -> None:
-        """Wake as many waiters as there are free slots."""
-        free = self.limit - self.busy
-        while self.waiters and free > 0:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                free -= 1
-
-    def _discard(self, waiter: asyncio.Future[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self.waiters.remove(waiter)
-
-
-def failure_visibility(
-    receive_count: int, base: float, cap: float, rng: random.Random | None = None
-) -> int:
-    """The visibility (whole seconds) of a failed message: ``base * 2**(receive_count - 1)``
-    capped at `cap`, with equal jitter (between half and all of it), rounded up, at least 1."""
-    exponent = min(max(receive_count, 1) - 1, 32)
-    delay = min(cap, base * 2.0**exponent)
-    jittered = (rng or random).uniform(delay / 2, delay)
-    return max(1, min(_MAX_VISIBILITY, math.ceil(jittered)))
-
-
-def _redact(text: str, message: Message | None) -> str | None:
-    """`text` with `message`'s body and receipt handle cut out wherever they appear whole;
-    None when a body too short to cut out (under `_MIN_REDACTED_BODY` characters) occurs."""
-    if message is None:
-        return text
-    handle = message.receipt_handle
-    if handle and handle in text:
-        text = text.replace(handle, "<receipt handle>")
-    body = message.body
-    if body and body in text:
-        if len(body) < _MIN_REDACTED_BODY:
-            return None
-        text = text.replace(body, "<body>")
-    return text
-
-
-def _exception_text(exc: BaseException, message: Message | None = None) -> str:
-    """``Type: text`` of one exception for a log line: the text cut to `_MAX_ERROR_TEXT`
-    characters, without `message`'s body or receipt handle (see `_redact`)."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:  # a broken __str__ must not break the failure path
-        text = "<unprintable>"
-    if not text:
-        return name
-    redacted = _redact(text, message)
-    if redacted is None:
-        return f"{name}: <text withheld: it quotes the body>"
-    if len(redacted) > _MAX_ERROR_TEXT:
-        redacted = redacted[:_MAX_ERROR_TEXT] + "..."
-    return f"{name}: {redacted}"
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and the exceptions it came from (``__cause__``, else an unsuppressed
-    ``__context__``), outermost first, at most 5."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and len(chain) < 5 and all(current is not e for e in chain):
-        chain.append(current)
-        if current.__cause__ is not None:
-            current = current.__cause__
-        elif not current.__suppress_context__:
-            current = current.__context__
-        else:
-            current = None
-    return chain
-
-
-def _failure_text(exc: BaseException, message: Message) -> str:
-    """A failed dispatch for a WARNING line: ``Type: text from Type: text ...``."""
-    return " from ".join(_exception_text(link, message) for link in _chain(exc))
-
-
-def _failure_traceback(exc: BaseException, message: Message) -> str:
-    """The traceback of a failed dispatch, innermost cause first as Python prints it, with
-    each exception's text as `_exception_text` gives it (frames show code, never values)."""
-    parts: list[str] = []
-    for link in reversed(_chain(exc)):
-        if parts:
-            parts.append("\nwhich led to:\n")
-        parts.append("Traceback (most recent call last):\n")
-        parts.extend(traceback.format_tb(link.__traceback__))
-        parts.append(_exception_text(link, message) + "\n")
-    return "".join(parts).rstrip("\n")
-
-
-class Consumer:
+class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEmpty):
     """Consumes one queue until a stop condition, dispatching each message once per receive.
 
     ::
@@ -331,7 +108,7 @@ class Consumer:
     ) -> None:
         validate_queue_url(queue.queue_url)
         if visibility_timeout is not None:
-            _check_int("visibility_timeout", visibility_timeout, 0, _MAX_VISIBILITY)
+            _check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
         self.queue = queue
         self.dispatcher = dispatcher
         # The API call a dispatch makes ("Invoke"), counted per attempt; None in-process.
@@ -340,21 +117,18 @@ class Consumer:
         self.visibility_timeout = visibility_timeout
         self.stats = Stats()
         limit = self.config.max_in_flight
-        self.stats.concurrency_limit = self.stats.concurrency_limit_min = limit
-        self._capacity = _Capacity(limit, self.config.batch_size)
-        self._gate = _Gate(limit)
-        self._limit = limit
-        self._ceiling = limit
-        # AIMD: successes since the last change, and the decrease epoch (one decrease per
-        # window: throttles of dispatches started before the last decrease don't count again).
-        self._window = 0
-        self._epoch = 0
+        # Receivers take capacity (at most `limit` messages held); the dispatch limit admits
+        # dispatches, and resizes the capacity when a throttle moves it.
+        self._capacity = Slots(limit, capacity_low_water(limit, self.config.batch_size))
+        self._dispatch_limit = DispatchLimit(
+            limit, self._capacity, self.config.batch_size, self.stats
+        )
         self._fifo = queue.queue_url.rstrip("/").endswith(".fifo")
         self._groups: dict[str, deque[Message]] = {}
         self._stopping = False
         self._ran = False
         self._stop_event: asyncio.Event | None = None
-        # Every message received and not finished, with its visibility deadline (loop clock).
+        # Every message received and not finished, with its visibility deadline (event-loop clock).
         self._held: dict[Message, float] = {}
         self._drained: asyncio.Event | None = None
         self._handoff: asyncio.Queue[Message] = asyncio.Queue()
@@ -370,13 +144,13 @@ class Consumer:
         self._lost: set[Message] = set()
         self._acker: Acker | None = None
         self._deadline: float | None = None
-        # When a stop under way must be done receiving and draining (loop clock).
+        # When a stop under way must be done receiving and draining (event-loop clock).
         self._stop_deadline = math.inf
         # Messages whose dispatch the lease loss cancelled (the cancel is still counted on the
         # worker's task until it is taken back).
         self._lease_cancelled: set[Message] = set()
         # until_empty: when the last message this run released with a delay (a throttled one)
-        # becomes visible again (loop clock).
+        # becomes visible again (event-loop clock).
         self._hidden_until = -math.inf
         self._bad_timestamps = 0
         # until_empty: receivers that got an empty answer and wait for news.
@@ -393,9 +167,15 @@ class Consumer:
         return len(self._held)
 
     @property
-    def concurrency_limit(self) -> int:
+    def dispatch_limit(self) -> int:
         """The adaptive dispatch limit now (`max_in_flight` until a throttle lowers it)."""
-        return self._limit
+        return self._dispatch_limit.value
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The former name of `dispatch_limit`, kept as an alias (the stats line and the
+        metrics read it)."""
+        return self._dispatch_limit.value
 
     @property
     def stopping(self) -> bool:
@@ -443,7 +223,7 @@ class Consumer:
             max_pending=config.max_pending_acks,
             concurrency=config.ack_concurrency,
             attempts=config.delete_attempts,
-            on_release=self._release_settled,
+            on_visibility_answered=self._visibility_answered,
         )
         self._acker = acker
         logger.info(
@@ -496,7 +276,7 @@ class Consumer:
             with anyio.CancelScope() as receiving:
                 async with anyio.create_task_group() as receive_group:
                     for _ in range(config.receivers):
-                        receive_group.start_soon(self._receive_loop)
+                        receive_group.start_soon(self._receiver)
                     if self._deadline is not None:
                         receive_group.start_soon(self._stop_at_deadline, self._deadline)
                     await self._stop_event.wait()
@@ -561,7 +341,7 @@ class Consumer:
 
     # -- receiving ------------------------------------------------------------------------
 
-    async def _receive_loop(self) -> None:
+    async def _receiver(self) -> None:
         config = self.config
         stats = self.stats
         capacity = self._capacity
@@ -569,10 +349,19 @@ class Consumer:
         held = self._held
         failures = 0
         empty_pause = 0.0
+        batch_size = config.batch_size
+        window = config.receive_batch_window
+        # The last receive returned messages: the batching window applies.
+        flowing = False
         while not self._stopping:
-            taken = await capacity.take(config.batch_size)
+            taken = await capacity.take(batch_size)
             if taken == 0:
                 return
+            # Wait only for slots that can come: below a batch of capacity, all of it.
+            if flowing and window > 0 and taken < min(batch_size, capacity.total):
+                taken = await self._fill_batch(taken, window)
+                if taken == 0:
+                    return
             wait = self._wait_time()
             stats.count_call("ReceiveMessage")
             try:
@@ -584,20 +373,23 @@ class Consumer:
             except Exception as exc:  # AWS errors, and whatever a custom Queue raises
                 capacity.give(taken)
                 failures += 1
-                await self._backoff(exc, failures)
+                delay = receive_backoff(exc, failures)
+                log_receive_error(exc, delay)
+                await self._pause(delay)
                 continue
             except BaseException:  # cancellation: never swallowed
                 capacity.give(taken)
                 raise
             failures = 0
             got = len(messages)
+            flowing = got > 0
             if got < taken:
                 capacity.give(taken - got)
             if got == 0:
                 if config.until_empty:
                     await self._park()
                 elif wait == 0:
-                    empty_pause = min(_EMPTY_PAUSE_MAX, max(_EMPTY_PAUSE_MIN, empty_pause * 2))
+                    empty_pause = next_empty_pause(empty_pause)
                     await self._pause(empty_pause)
                 continue
             empty_pause = 0.0
@@ -621,6 +413,30 @@ class Consumer:
                 return
             self._hand_off(messages)
 
+    async def _fill_batch(self, taken: int, window: float) -> int:
+        """Holding `taken` free slots, take more as they free, until a whole batch (or the
+        whole capacity, when smaller) or `window` seconds passed; return all taken, or 0
+        (every slot given back) on a stop.
+
+        Only capacity waits here, never a message: the receive that follows asks SQS for
+        what was taken, so the backpressure rule stands."""
+        capacity = self._capacity
+        try:
+            with anyio.move_on_after(window):
+                # `total` again each time: a throttle may lower it meanwhile.
+                while taken < min(self.config.batch_size, capacity.total):
+                    more = await capacity.take(min(self.config.batch_size, capacity.total) - taken)
+                    if more == 0:  # closed: a stop began
+                        break
+                    taken += more
+        except BaseException:  # cancellation: never swallowed, the slots go back
+            capacity.give(taken)
+            raise
+        if self._stopping:
+            capacity.give(taken)
+            return 0
+        return taken
+
     def _wait_time(self) -> int:
         config = self.config
         wait = config.wait_time_seconds
@@ -632,70 +448,11 @@ class Consumer:
             wait = max(0, min(wait, left))
         return wait
 
-    async def _backoff(self, exc: Exception, failures: int) -> None:
-        severe = isinstance(exc, QueueNotFound | CredentialsError)
-        base, cap = (
-            (_BACKOFF_BASE_SEVERE, _BACKOFF_CAP_SEVERE) if severe else (_BACKOFF_BASE, _BACKOFF_CAP)
-        )
-        delay = random.uniform(0, min(cap, base * 2 ** min(failures, 16)))
-        if isinstance(exc, AwsError):
-            logger.warning(
-                "ReceiveMessage failed (%s: %s); retrying in %.2fs",
-                type(exc).__name__,
-                exc.code or "no code",
-                delay,
-            )
-        else:
-            # Not an AWS error: a broken connection, or a bug in a custom Queue. A receive
-            # holds no message yet, so its text cannot quote a body or a receipt handle.
-            logger.warning(
-                "ReceiveMessage raised %s; retrying in %.2fs",
-                _exception_text(exc),
-                delay,
-            )
-            logger.debug("ReceiveMessage traceback", exc_info=exc)
-        await self._pause(delay)
-
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on stop."""
         assert self._stop_event is not None
         with anyio.move_on_after(seconds):
             await self._stop_event.wait()
-
-    async def _park(self) -> None:
-        """until_empty: the queue answered empty. Stop once every receiver has, nothing is
-        held or being released, and no message this run released with a delay (after a
-        throttle) is still invisible; otherwise wait for news (a receive got messages, the
-        last held one finished, a release made one visible again, or the last delayed one
-        shows again)."""
-        assert self._news is not None
-        assert self._acker is not None
-        self._parked += 1
-        try:
-            if (
-                self._parked == self.config.receivers
-                and not self._held
-                and not self._acker.releases_pending
-            ):
-                hidden = self._hidden_until - self._loop_time()
-                if hidden <= 0:
-                    logger.info("queue answered empty and nothing is in flight: stopping")
-                    self.stop()
-                    return
-                logger.debug("queue answered empty; throttled messages show again in %.2fs", hidden)
-                self._news.clear()
-                with anyio.move_on_after(hidden):
-                    await self._news.wait()
-                return
-            self._news.clear()
-            await self._news.wait()
-        finally:
-            self._parked -= 1
-
-    def _release_settled(self) -> None:
-        """A visibility change answered: a parked until_empty receiver looks again."""
-        if self._parked and self._news is not None:
-            self._news.set()
 
     # -- dispatching ----------------------------------------------------------------------
 
@@ -714,45 +471,6 @@ class Consumer:
             self._idle_workers += 1
             group.start_soon(self._worker)
             needed -= 1
-
-    def _admit(self, messages: Sequence[Message]) -> list[Message]:
-        """FIFO: queue each message behind its group's; return the heads of idle groups."""
-        groups = self._groups
-        heads = []
-        for message in messages:
-            group = message.group_id or ""
-            waiting = groups.get(group)
-            if waiting is None:
-                groups[group] = deque()
-                heads.append(message)
-            else:
-                waiting.append(message)
-        return heads
-
-    def _next_in_group(self, message: Message, ok: bool) -> Message | None:
-        """FIFO: the next message of `message`'s group, or None (the group is idle again).
-        After a failure, or while stopping, the rest of the group is released unstarted."""
-        group = message.group_id or ""
-        waiting = self._groups.get(group)
-        if waiting is None:
-            return None
-        if waiting and ok and not self._stopping:
-            return waiting.popleft()
-        del self._groups[group]
-        if waiting:
-            assert self._acker is not None
-            logger.info(
-                "releasing %d later message(s) of group after message %s, unstarted",
-                len(waiting),
-                message.message_id,
-            )
-            for later in waiting:
-                if later in self._lost:
-                    self._drop_lost(later)
-                    continue
-                self._acker.release(later)
-                self._done(later)
-        return None
 
     async def _worker(self) -> None:
         handoff = self._handoff
@@ -776,18 +494,19 @@ class Consumer:
         stats = self.stats
         stats.dispatched += 1
         running = self._running
-        gate = self._gate
+        dispatch_limit = self._dispatch_limit
+        gate = dispatch_limit.slots
         operation = self._operation
         attempt = 0
         while True:
-            if gate.busy < gate.limit and not gate.waiters:
-                gate.busy += 1
+            if not gate.waiters and gate.free > gate.promised:
+                gate.free -= 1
             else:
-                await gate.enter()
-            epoch = self._epoch
+                await gate.take(1)
+            epoch = dispatch_limit.epoch
             if self._lost and message in self._lost:
                 # Lost while waiting for the gate: SQS owns it again, do not start it.
-                gate.leave()
+                gate.give(1)
                 self._drop_lost(message)
                 return False
             running[message] = task
@@ -797,7 +516,7 @@ class Consumer:
                 await self.dispatcher.dispatch(message)
             except DispatchThrottled as exc:
                 del running[message]
-                gate.leave()
+                gate.give(1)
                 if self._lost and self._lost_meanwhile(message, task):
                     return False
                 if await self._throttled(message, exc, epoch, attempt):
@@ -811,7 +530,7 @@ class Consumer:
                     # cancelled a future it awaited). That is this message's failure; the
                     # run goes on.
                     del running[message]
-                    gate.leave()
+                    gate.give(1)
                     self._failed(message, exc)
                     return False
                 # Ours (the heartbeat found the lease lost) unless someone else cancels too:
@@ -822,25 +541,25 @@ class Consumer:
                 if task.uncancel() > 0:
                     raise
                 del running[message]
-                gate.leave()
+                gate.give(1)
                 self._drop_lost(message)
                 return False
             except Exception as exc:  # DispatchError, or a Dispatcher that raised something else
                 del running[message]
-                gate.leave()
+                gate.give(1)
                 if self._lost and self._lost_meanwhile(message, task):
                     return False
                 self._failed(message, exc)
                 return False
             break
         del running[message]
-        gate.leave()
+        gate.give(1)
         if self._lost and self._lost_meanwhile(message, task):
             return False
         # Success.
         stats.succeeded += 1
-        if self._limit < self._ceiling:
-            self._increase()
+        if dispatch_limit.value < dispatch_limit.ceiling:
+            dispatch_limit.succeeded()
         now = stats.last_success_at = self._loop_time()
         try:
             stats.receive_to_done.record(now - message.received_at)
@@ -863,167 +582,6 @@ class Consumer:
         self._done(message)
         return True
 
-    def _lost_meanwhile(self, message: Message, task: asyncio.Task[object]) -> bool:
-        """Whether `message`'s lease was lost during a dispatch that then ended without
-        raising our cancellation (the dispatcher swallowed it): take the cancel back from
-        `task` and drop the message (SQS owns it again)."""
-        if message not in self._lost:
-            return False
-        if message in self._lease_cancelled:
-            self._lease_cancelled.discard(message)
-            task.uncancel()
-        self._drop_lost(message)
-        return True
-
-    def _bad_timestamp(self, message: Message, exc: Exception) -> None:
-        self._bad_timestamps += 1
-        log = logger.warning if self._bad_timestamps == 1 else logger.debug
-        log(
-            "latency of message %s not recorded (%s); its delete goes ahead",
-            message.message_id,
-            type(exc).__name__,
-        )
-
-    # -- throttles: AIMD and in-process retries -------------------------------------------
-
-    async def _throttled(
-        self, message: Message, exc: DispatchThrottled, epoch: int, attempt: int
-    ) -> bool:
-        """React to a throttle; True to dispatch `message` again, False once it is released."""
-        config = self.config
-        self.stats.throttled += 1
-        if config.adaptive_concurrency and epoch == self._epoch:
-            self._decrease()
-        if attempt < config.throttle_retries and not self._stopping:
-            delay = random.uniform(
-                0, min(_THROTTLE_RETRY_CAP, config.throttle_retry_delay * 2**attempt)
-            )
-            if self._can_hold(message, delay):
-                logger.debug(
-                    "dispatch of message %s throttled; retry %d in %.3fs (limit %d)",
-                    message.message_id,
-                    attempt + 1,
-                    delay,
-                    self._limit,
-                )
-                await self._pause(delay)
-                if self._lost and message in self._lost:
-                    self._drop_lost(message)
-                    return False
-                if not self._stopping:
-                    return True
-        # Released for a quick retry: visible again at once or after a short jittered delay.
-        visibility = random.randint(0, config.throttle_release_visibility)
-        self.stats.failed += 1
-        logger.warning(
-            "dispatch of message %s throttled %d time(s); released (visibility %ds)",
-            message.message_id,
-            attempt + 1,
-            visibility,
-        )
-        assert self._acker is not None
-        self._acker.release(
-            message, visibility, self._throttle_released(visibility) if visibility else None
-        )
-        self._done(message)
-        return False
-
-    def _throttle_released(self, visibility: int) -> OnDone:
-        """A release `visibility` seconds out: once it answered, `until_empty` waits for the
-        message to show again (it is still this run's work)."""
-
-        def done(message: Message, outcome: Outcome) -> None:
-            acker = self._acker
-            assert acker is not None
-            acker.count_release(message, outcome)
-            if outcome is None:
-                self._hidden_until = max(self._hidden_until, self._loop_time() + visibility)
-
-        return done
-
-    def _can_hold(self, message: Message, delay: float) -> bool:
-        """Whether `message` may wait `delay` seconds for a retry without its visibility
-        running out (the heartbeat, when on, extends it; with no known timeout, yes)."""
-        vt = self.config.visibility_timeout or self.visibility_timeout
-        if not vt or self._heartbeat_vt() is not None:
-            return True
-        deadline = self._held.get(message, 0.0)
-        return deadline - self._loop_time() > delay + 1.0
-
-    def _decrease(self) -> None:
-        self._epoch += 1
-        self._set_limit(max(1, self._limit // 2))
-        logger.info("target throttled: dispatch limit lowered to %d", self._limit)
-
-    def _increase(self) -> None:
-        self._window += 1
-        if self._window >= self._limit:
-            self._set_limit(self._limit + 1)
-
-    def _set_limit(self, limit: int) -> None:
-        self._window = 0
-        self._limit = limit
-        self._gate.limit = limit
-        self._gate.wake()
-        self._capacity.resize(limit)
-        stats = self.stats
-        stats.concurrency_limit = limit
-        if limit < stats.concurrency_limit_min:
-            stats.concurrency_limit_min = limit
-
-    # -- failures -------------------------------------------------------------------------
-
-    def _failed(self, message: Message, exc: BaseException) -> None:
-        self.stats.failed += 1
-        # The type and text of the exception and of its causes; the body and the receipt
-        # handle are cut out of the text (see `_exception_text`).
-        logger.warning(
-            "dispatch of message %s failed (%s); SQS will deliver it again",
-            message.message_id,
-            _failure_text(exc, message),
-        )
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "dispatch of message %s failed; traceback:\n%s",
-                message.message_id,
-                _failure_traceback(exc, message),
-            )
-        visibility = self._failure_visibility(message, exc)
-        if visibility is not None:
-            assert self._acker is not None
-            self._acker.release(message, visibility, self._backed_off)
-        self._done(message)
-
-    def _failure_visibility(self, message: Message, exc: BaseException) -> int | None:
-        config = self.config
-        base = config.failure_backoff_base
-        if not base:
-            return None
-        if isinstance(exc, PayloadTooLarge):
-            # It will never fit: wait the longest, and let maxReceiveCount take it to the DLQ.
-            logger.error(
-                "message %s can never be dispatched (PayloadTooLarge); it goes to the DLQ "
-                "once its receive count reaches the queue's maxReceiveCount",
-                message.message_id,
-            )
-            return max(1, min(_MAX_VISIBILITY, math.ceil(config.failure_backoff_cap)))
-        try:
-            receive_count = message.receive_count
-        except ValueError:  # a garbage ApproximateReceiveCount: back off as on a first receive
-            receive_count = 1
-        return failure_visibility(receive_count, base, config.failure_backoff_cap)
-
-    def _backed_off(self, message: Message, outcome: Outcome) -> None:
-        if outcome is None:
-            self.stats.backed_off += 1
-            return
-        self.stats.release_failed += 1
-        logger.warning(
-            "failure backoff of message %s failed (%s); it returns after its visibility timeout",
-            message.message_id,
-            describe(outcome),
-        )
-
     def _done(self, message: Message) -> None:
         """`message` is finished (deleted, released, failed or lost): free its slot."""
         held = self._held
@@ -1038,97 +596,3 @@ class Consumer:
             self._drained.set()
             if self._parked:
                 self._news.set()
-
-    # -- heartbeat and lease loss ---------------------------------------------------------
-
-    async def _heartbeat(self, vt: int) -> None:
-        """Extend held messages with less than half of `vt` left, by `vt` again, up to the
-        total `max_visibility_extension`. Runs until cancelled."""
-        period = max(_HEARTBEAT_MIN_PERIOD, vt / 4)
-        while True:
-            await anyio.sleep(period)
-            if self._held:
-                self._extend_due(vt)
-
-    def _extend_due(self, vt: int) -> None:
-        acker = self._acker
-        assert acker is not None
-        now = self._loop_time()
-        margin = vt / 2
-        cap = self.config.max_visibility_extension
-        extending = self._extending
-        due = 0
-        for message, deadline in self._held.items():
-            if deadline - now > margin or message in extending or message in self._lost:
-                continue
-            # Cap: the first deadline plus the allowed extension, and SQS's 12 hours.
-            first = self._first_deadline.setdefault(message, deadline)
-            last = min(first + cap, first - vt + _MAX_VISIBILITY)
-            target = min(now + vt, last)
-            if target <= deadline + 0.5:
-                if message not in self._capped:
-                    self._capped.add(message)
-                    logger.warning(
-                        "message %s reached its visibility extension cap "
-                        "(max_visibility_extension=%ss); it may be delivered again",
-                        message.message_id,
-                        cap,
-                    )
-                continue
-            extending.add(message)
-            timeout = max(1, math.ceil(target - now))
-            acker.release(message, timeout, self._extension_done(message, now + timeout))
-            due += 1
-        if due:
-            logger.debug("extending the visibility of %d message(s)", due)
-            acker.flush_releases()
-
-    def _extension_done(self, message: Message, deadline: float) -> OnDone:
-        def done(_: Message, outcome: Outcome) -> None:
-            self._extending.discard(message)
-            if message not in self._held:
-                return  # finished meanwhile: the outcome does not matter
-            if outcome is None:
-                self.stats.extended += 1
-                self._held[message] = deadline
-                return
-            code = (
-                outcome.code
-                if isinstance(outcome, BatchEntryFailure)
-                else getattr(outcome, "code", None)
-            )
-            if code is not None and code.rsplit(".", 1)[-1] in _LEASE_GONE:
-                self._lease_lost(message)
-                return
-            self.stats.extend_failed += 1
-            logger.warning(
-                "visibility extension of message %s failed (%s); trying again next beat",
-                message.message_id,
-                describe(outcome),
-            )
-
-        return done
-
-    def _lease_lost(self, message: Message) -> None:
-        """The receipt handle is no longer valid: cancel the dispatch, or drop the message
-        where it waits; never delete or release it."""
-        self.stats.lease_lost += 1
-        self._lost.add(message)
-        logger.warning(
-            "lease of message %s lost (receipt handle no longer valid): cancelling its dispatch",
-            message.message_id,
-        )
-        task = self._running.get(message)
-        if task is not None and message not in self._lease_cancelled:
-            self._lease_cancelled.add(message)
-            task.cancel(_LEASE_LOST)
-
-    def _drop_lost(self, message: Message) -> None:
-        self._lost.discard(message)
-        self._lease_cancelled.discard(message)
-        self._capped.discard(message)
-        if message in self._held:
-            self._done(message)
-        if self._fifo:
-            # Later messages of the group must not overtake the one whose lease was lost.
-            self._next_in_group(message, False)

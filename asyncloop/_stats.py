@@ -187,8 +187,9 @@ class Stats:
     - `extended`: visibility extensions by the heartbeat; `extend_failed`: extensions that
       failed (the next beat tries again); `lease_lost`: messages whose receipt handle an
       extension found invalid (their dispatch was cancelled; SQS owns them again).
-    - `concurrency_limit` / `concurrency_limit_min`: the adaptive dispatch limit now, and the
-      lowest it reached (both `max_in_flight` when nothing was throttled).
+    - `dispatch_limit` / `dispatch_limit_min`: the adaptive dispatch limit now, and the
+      lowest it reached (both `max_in_flight` when nothing was throttled); also readable as
+      `concurrency_limit` / `concurrency_limit_min`, their former names (and the JSON keys).
     - `deleted`: messages deleted by the consumer; `delete_failed`: deletes given up after
       retries (the message comes back: a duplicate later, never a loss).
     - `released`: messages made visible again at once (unstarted at stop, or cancelled);
@@ -204,10 +205,10 @@ class Stats:
     __slots__ = (
         "api_calls",
         "backed_off",
-        "concurrency_limit",
-        "concurrency_limit_min",
         "delete_failed",
         "deleted",
+        "dispatch_limit",
+        "dispatch_limit_min",
         "dispatched",
         "extend_failed",
         "extended",
@@ -243,14 +244,32 @@ class Stats:
         self.extended = 0
         self.extend_failed = 0
         self.lease_lost = 0
-        self.concurrency_limit = 0
-        self.concurrency_limit_min = 0
+        self.dispatch_limit = 0
+        self.dispatch_limit_min = 0
         self.api_calls: dict[str, int] = {}
         self.receive_to_done = LatencyHistogram()
         self.send_to_done = LatencyHistogram()
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self.last_success_at: float | None = None
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The former name of `dispatch_limit` (an alias, read and write)."""
+        return self.dispatch_limit
+
+    @concurrency_limit.setter
+    def concurrency_limit(self, value: int) -> None:
+        self.dispatch_limit = value
+
+    @property
+    def concurrency_limit_min(self) -> int:
+        """The former name of `dispatch_limit_min` (an alias, read and write)."""
+        return self.dispatch_limit_min
+
+    @concurrency_limit_min.setter
+    def concurrency_limit_min(self, value: int) -> None:
+        self.dispatch_limit_min = value
 
     def count_call(self, operation: str, n: int = 1) -> None:
         self.api_calls[operation] = self.api_calls.get(operation, 0) + n
@@ -357,8 +376,9 @@ class Stats:
             "extended": self.extended,
             "extend_failed": self.extend_failed,
             "lease_lost": self.lease_lost,
-            "concurrency_limit": self.concurrency_limit,
-            "concurrency_limit_min": self.concurrency_limit_min,
+            # The JSON keys keep the former name: the CLI's --json contract.
+            "concurrency_limit": self.dispatch_limit,
+            "concurrency_limit_min": self.dispatch_limit_min,
             "duration_s": round(self.duration_s, 6),
             "throughput_msgs_s": round(self.throughput_msgs_s, 3),
             "latency_ms": self.receive_to_done.summary_ms(),

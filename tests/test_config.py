@@ -9,9 +9,18 @@ from typing import Any
 
 import pytest
 
-from asyncloop import AwsConfig, ConfigError, ConsumerConfig, LambdaConfig
+from asyncloop import (
+    AwsConfig,
+    CallableDispatcher,
+    ConfigError,
+    Consumer,
+    ConsumerConfig,
+    LambdaConfig,
+)
 from asyncloop._config import validate_queue_url
 from asyncloop._loop.control import LoopPolicy
+from asyncloop._payload import queue_arn
+from asyncloop.testing import FakeQueue
 
 
 def test_from_env_parses_each_fields_type_and_overrides_win() -> None:
@@ -144,3 +153,126 @@ def test_function_names_and_arns_accepted(name: str) -> None:
 def test_bad_function_names_refused(name: str) -> None:
     with pytest.raises(ConfigError, match="function_name must"):
         LambdaConfig(function_name=name)
+
+
+_INVALID: list[tuple[str, object, str]] = [
+    ("receivers", 0, "1..1024"),
+    ("receivers", 1025, "1..1024"),
+    ("receivers", 2.5, "1..1024"),
+    ("receivers", "4", "a number"),
+    ("max_in_flight", 0, "1..100000"),
+    ("max_in_flight", 100_001, "1..100000"),
+    ("batch_size", 0, "1..10"),
+    ("batch_size", 11, "1..10"),
+    ("batch_size", True, "a number"),
+    ("receive_batch_window", -0.001, "0.0..1.0"),
+    ("receive_batch_window", 1.5, "0.0..1.0"),
+    ("receive_batch_window", float("nan"), "0.0..1.0"),
+    ("receive_batch_window", float("inf"), "0.0..1.0"),
+    ("wait_time_seconds", -1, "0..20"),
+    ("wait_time_seconds", 21, "0..20"),
+    ("wait_time_seconds", 1.5, "0..20"),
+    ("visibility_timeout", -1, "0..43200"),
+    ("visibility_timeout", 43_201, "0..43200"),
+    ("delete_by", "lambda", "consumer, worker"),
+    ("until_empty", "yes", "true or false"),
+    ("duration", 0, ">= 0.001"),
+    ("duration", -5.0, ">= 0.001"),
+    ("deadline", -1.0, ">= 0.0"),
+    ("shutdown_grace", -1.0, "0.0..3600.0"),
+    ("shutdown_grace", 3601.0, "0.0..3600.0"),
+    ("ack_flush_interval", 0.0, "0.001..10.0"),
+    ("ack_flush_interval", 11.0, "0.001..10.0"),
+    ("ack_flush_timeout", 0.05, "0.1..300.0"),
+    ("ack_flush_timeout", 301.0, "0.1..300.0"),
+    ("max_pending_acks", 9, "10..1000000"),
+    ("max_pending_acks", 1_000_001, "10..1000000"),
+    ("delete_concurrency", 0, "1..256"),
+    ("delete_concurrency", 257, "1..256"),
+    ("delete_attempts", 0, "1..10"),
+    ("delete_attempts", 11, "1..10"),
+    ("failure_backoff_base", -1.0, "0.0..43200.0"),
+    ("failure_backoff_base", 43_201.0, "0.0..43200.0"),
+    ("failure_backoff_cap", 0.5, "1.0..43200.0"),
+    ("failure_backoff_cap", 43_201.0, "1.0..43200.0"),
+    ("adaptive_concurrency", 1, "true or false"),
+    ("throttle_retries", -1, "0..100"),
+    ("throttle_retries", 101, "0..100"),
+    ("throttle_retry_delay", -0.1, "0.0..10.0"),
+    ("throttle_retry_delay", 11.0, "0.0..10.0"),
+    ("throttle_release_visibility", -1, "0..900"),
+    ("throttle_release_visibility", 901, "0..900"),
+    ("max_visibility_extension", -1.0, "0.0..43200.0"),
+    ("max_visibility_extension", 50_000.0, "0.0..43200.0"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "allowed"), _INVALID)
+def test_every_invalid_consumer_config_value_names_field_range_and_value(
+    field: str, value: object, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        ConsumerConfig(**{field: value})  # type: ignore[arg-type]
+    assert raised.value.field == field
+    text = str(raised.value)
+    assert text.startswith(field)
+    assert allowed in text
+    assert repr(value) in text
+
+
+def test_every_consumer_config_field_is_covered_by_the_invalid_values() -> None:
+    covered = {field for field, _, _ in _INVALID}
+    assert covered == {f.name for f in dataclasses.fields(ConsumerConfig)}
+
+
+def test_receive_batch_window_reads_from_its_variable() -> None:
+    # GIVEN the variable named after the field
+    environ = {"ASYNCLOOP_RECEIVE_BATCH_WINDOW": "0.005"}
+    # WHEN the config is built from the environment
+    config = ConsumerConfig.from_env(environ)
+    # THEN the window is set, in seconds
+    assert config.receive_batch_window == 0.005
+
+
+def test_failure_backoff_cap_below_base_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"failure_backoff_cap must be >= failure_backoff_base"):
+        ConsumerConfig(failure_backoff_base=10.0, failure_backoff_cap=5.0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.fifo",
+        "http://127.0.0.1:4566/000000000000/jobs",
+        "http://sqs.us-east-1.localhost:9324/000000000000/jobs-dlq",
+    ],
+)
+def test_valid_queue_urls_pass_and_give_arns(url: str) -> None:
+    assert validate_queue_url(url) == url
+    arn = queue_arn(url, "us-east-1")
+    assert arn.startswith("arn:aws:sqs:")
+    assert arn.endswith(":" + url.rsplit("/", 1)[-1])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "jobs",
+        "arn:aws:sqs:us-east-1:123456789012:jobs",
+        "ftp://sqs.us-east-1.amazonaws.com/123456789012/jobs",
+        "https://sqs.us-east-1.amazonaws.com/jobs",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/jo bs",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/" + "a" * 81,
+        "https://sqs.us-east-1.amazonaws.com/123456789012/jobs?x=1",
+    ],
+)
+def test_invalid_queue_urls_are_refused_by_the_consumer(url: str) -> None:
+    class Odd(FakeQueue):
+        @property
+        def queue_url(self) -> str:
+            return url
+
+    with pytest.raises(ConfigError, match="queue_url must look like"):
+        Consumer(queue=Odd(), dispatcher=CallableDispatcher(lambda m: None))

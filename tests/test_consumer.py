@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from _consumer_helpers import drain_config
 
 from asyncloop import (
     BatchEntryFailure,
@@ -14,9 +18,11 @@ from asyncloop import (
     Consumer,
     ConsumerConfig,
     HandlerFailed,
+    LambdaConfig,
+    LambdaDispatcher,
     Message,
 )
-from asyncloop.testing import FakeQueue
+from asyncloop.testing import FakeLambda, FakeQueue, FaultPlan
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,17 +71,6 @@ class Gate:
             await self.release.wait()
         finally:
             self.running -= 1
-
-
-def drain_config(**overrides: object) -> ConsumerConfig:
-    values: dict[str, object] = {
-        "wait_time_seconds": 0,
-        "until_empty": True,
-        "ack_flush_interval": 0.005,
-        "shutdown_grace": 5.0,
-    }
-    values.update(overrides)
-    return ConsumerConfig(**values)  # type: ignore[arg-type]
 
 
 async def test_drains_queue_and_deletes_every_message() -> None:
@@ -134,18 +129,24 @@ async def test_never_more_than_max_in_flight_and_receives_ask_for_free_capacity(
     assert max(queue.receive_asks) <= 5
 
 
-async def test_deletes_are_batched_by_ten_with_unique_ids_even_for_a_redelivered_message_id(
-    make_message: object,
-) -> None:
-    # GIVEN a queue that delivers the same MessageId twice within one batch
-    queue = RecordingQueue()
-    queue.send_many(f"m{i}" for i in range(23))
-    original_take = queue._take
+class TwinQueue(RecordingQueue):
+    """Each receive of two or more also returns its first message's twin: the same
+    MessageId with another receipt handle (SQS's at-least-once delivery)."""
 
-    def take_with_duplicate(limit: int, now: float, vt: int) -> list[Message]:
-        if limit < 2:
-            return original_take(limit, now, vt)
-        messages = original_take(limit - 1, now, vt)
+    async def receive(
+        self, *, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None = None
+    ) -> list[Message]:
+        if max_messages < 2:
+            return await super().receive(
+                max_messages=max_messages,
+                wait_time_seconds=wait_time_seconds,
+                visibility_timeout=visibility_timeout,
+            )
+        messages = await super().receive(
+            max_messages=max_messages - 1,
+            wait_time_seconds=wait_time_seconds,
+            visibility_timeout=visibility_timeout,
+        )
         if messages:
             first = messages[0]
             twin = Message(
@@ -158,7 +159,13 @@ async def test_deletes_are_batched_by_ten_with_unique_ids_even_for_a_redelivered
             messages = [*messages, twin]
         return messages
 
-    queue._take = take_with_duplicate  # type: ignore[method-assign]
+
+async def test_deletes_are_batched_by_ten_with_unique_ids_even_for_a_redelivered_message_id(
+    make_message: object,
+) -> None:
+    # GIVEN a queue that delivers the same MessageId twice within one batch
+    queue = TwinQueue()
+    queue.send_many(f"m{i}" for i in range(23))
 
     async def handler(message: Message) -> None:
         return None
@@ -524,4 +531,262 @@ async def test_fake_queue_memory_stays_flat_over_a_long_run() -> None:
         ).run()
     # THEN the stale entries were swept as they piled up
     assert stats.deleted == 20_000
-    assert len(queue._invisible) < 5_000
+    assert queue.invisible_entries < 5_000
+
+
+@pytest.mark.asyncio
+async def test_huge_bodies_reach_an_in_process_handler_intact() -> None:
+    queue = FakeQueue()
+    body = "é" * (3 * 1024 * 1024)
+    queue.send(body)
+    seen: list[int] = []
+
+    async def handler(message: Message) -> None:
+        seen.append(len(message.body))
+
+    with anyio.fail_after(10):
+        stats = await Consumer(
+            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
+        ).run()
+    assert seen == [len(body)]
+    assert stats.deleted == 1
+
+
+@pytest.mark.asyncio
+async def test_dispatch_api_calls_are_counted_per_attempt() -> None:
+    # GIVEN a Lambda dispatcher whose first invoke is throttled
+    queue = FakeQueue()
+    queue.send_many(f"m{i}" for i in range(5))
+    lam = FakeLambda(faults=FaultPlan(throttles={"Invoke": 1.0}))
+    lam.add_function("worker")
+    dispatcher = LambdaDispatcher(
+        invoker=lam, config=LambdaConfig(function_name="worker"), queue_url=queue.queue_url
+    )
+    consumer = Consumer(queue=queue, dispatcher=dispatcher, config=drain_config())
+    original = dispatcher.dispatch
+
+    async def dispatch(message: Message) -> None:
+        # throttled once per message, then accepted
+        assert lam.faults is not None
+        lam.faults.throttles = {"Invoke": 1.0 if message.message_id not in seen else 0.0}
+        seen.add(message.message_id)
+        await original(message)
+
+    seen: set[str] = set()
+    dispatcher.dispatch = dispatch  # type: ignore[method-assign]
+    with anyio.fail_after(10):
+        stats = await consumer.run()
+    # THEN Invoke was counted for every attempt, the retries included
+    assert stats.api_calls["Invoke"] == 10
+    assert stats.retried == 5
+    assert stats.deleted == 5
+
+
+# -- a bad day in the consumer core: odd exceptions, odd attributes -----------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_handler_raising_cancelled_error_itself_fails_that_message_only() -> None:
+    # GIVEN a handler that raises CancelledError itself on one message (as
+    # when a library cancels a future the handler awaited), and succeeds otherwise
+    queue = FakeQueue(visibility_timeout=300)
+    queue.send_many(f"m{i}" for i in range(200))
+    handled: list[str] = []
+
+    async def handler(message: Message) -> None:
+        if message.body == "m3":
+            raise asyncio.CancelledError
+        handled.append(message.body)
+
+    # WHEN the consumer runs until the queue is empty
+    with anyio.fail_after(20):
+        stats = await Consumer(
+            queue=queue,
+            dispatcher=CallableDispatcher(handler),
+            config=drain_config(max_in_flight=10),
+        ).run()
+
+    # THEN that was m3's failure, not the run's end: every other message was handled and
+    # deleted, and m3 stays in the queue for SQS to deliver again
+    assert stats.failed == 1
+    assert sorted(handled) == sorted(f"m{i}" for i in range(200) if i != 3)
+    assert stats.deleted == 199
+    assert len(queue) == 1
+    assert queue.in_flight_count == 1
+
+
+class FlakyReceiveQueue(FakeQueue):
+    """A FakeQueue (standing for a custom Queue) whose first receives raise non-AWS errors."""
+
+    def __init__(self, errors: list[BaseException], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.errors = errors
+
+    async def receive(
+        self, *, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None = None
+    ) -> list[Message]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return await super().receive(
+            max_messages=max_messages,
+            wait_time_seconds=wait_time_seconds,
+            visibility_timeout=visibility_timeout,
+        )
+
+
+@pytest.mark.asyncio
+async def test_non_aws_receive_errors_back_off_and_the_run_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a queue whose first receives raise a dropped connection and a bug's KeyError
+    caplog.set_level(logging.WARNING, logger="asyncloop")
+    queue = FlakyReceiveQueue(
+        [ConnectionResetError(104, "Connection reset by peer"), KeyError("Messages")]
+    )
+    queue.send_many(f"m{i}" for i in range(15))
+
+    async def handler(message: Message) -> None:
+        return None
+
+    # WHEN the consumer runs until the queue is empty
+    with anyio.fail_after(20):
+        stats = await Consumer(
+            queue=queue,
+            dispatcher=CallableDispatcher(handler),
+            config=drain_config(receivers=1),
+        ).run()
+
+    # THEN it backed off, logged each error with its type and text, and drained the queue
+    assert queue.errors == []
+    assert stats.deleted == 15
+    assert len(queue) == 0
+    assert "ConnectionResetError: [Errno 104] Connection reset by peer" in caplog.text
+    assert "KeyError: 'Messages'" in caplog.text
+
+
+class OneByOne:
+    """A handler that holds every message until `let_go(n)` lets n of them finish."""
+
+    def __init__(self) -> None:
+        self._finish = asyncio.Semaphore(0)
+        self.running = 0
+
+    def let_go(self, n: int) -> None:
+        for _ in range(n):
+            self._finish.release()
+
+    async def __call__(self, message: Message) -> None:
+        self.running += 1
+        try:
+            await self._finish.acquire()
+        finally:
+            self.running -= 1
+
+
+async def _until(condition: Any) -> None:
+    """Run the event loop until `condition()` holds (5 s watchdog against a hang)."""
+    with anyio.fail_after(5):
+        while not condition():
+            await anyio.lowlevel.checkpoint()
+
+
+def _window_consumer(queue: RecordingQueue, handler: OneByOne, window: float) -> Consumer:
+    return Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=drain_config(
+            max_in_flight=10, receivers=1, batch_size=10, receive_batch_window=window
+        ),
+    )
+
+
+async def test_batch_window_waits_for_more_free_slots_and_receives_them_in_one_call() -> None:
+    # GIVEN a full capacity of 10 held by a handler that lets messages go one by one, and a
+    # batching window (the largest, so the wait ends by filling the batch, not by time)
+    queue = RecordingQueue()
+    queue.send_many(f"m{i}" for i in range(30))
+    handler = OneByOne()
+    consumer = _window_consumer(queue, handler, 1.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        await _until(lambda: handler.running == 10)
+        # WHEN one message finishes, the receiver wakes for its slot, and then the other 9
+        handler.let_go(1)
+        await _until(lambda: consumer.in_flight == 9 and bool(consumer._capacity.waiters))
+        asks_in_window = list(queue.receive_asks)
+        handler.let_go(9)
+        await _until(lambda: len(queue.receive_asks) == 2)
+        # THEN it waited in the window instead of receiving 1, and took all 10 in one call
+        assert asks_in_window == [10]
+        assert queue.receive_asks == [10, 10]
+        handler.let_go(100)
+    assert consumer.stats.deleted == 30
+
+
+async def test_without_a_batch_window_a_freed_slot_is_received_at_once() -> None:
+    # GIVEN the same full capacity, with the window off (the default)
+    queue = RecordingQueue()
+    queue.send_many(f"m{i}" for i in range(30))
+    handler = OneByOne()
+    consumer = _window_consumer(queue, handler, 0.0)
+    assert ConsumerConfig().receive_batch_window == 0.0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        await _until(lambda: handler.running == 10)
+        # WHEN one message finishes
+        handler.let_go(1)
+        await _until(lambda: len(queue.receive_asks) == 2)
+        # THEN its slot is received at once, alone
+        assert queue.receive_asks == [10, 1]
+        handler.let_go(100)
+    assert consumer.stats.deleted == 30
+
+
+async def test_stop_during_the_batch_window_leaves_at_once_without_receiving() -> None:
+    # GIVEN a receiver waiting in the window with one freed slot
+    queue = RecordingQueue()
+    queue.send_many(f"m{i}" for i in range(30))
+    handler = OneByOne()
+    consumer = _window_consumer(queue, handler, 1.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        await _until(lambda: handler.running == 10)
+        handler.let_go(1)
+        await _until(lambda: consumer.in_flight == 9 and bool(consumer._capacity.waiters))
+        # WHEN the consumer stops
+        consumer.stop()
+        # THEN the receiver leaves the window at once: it gives its slot back (not after
+        # the window's second) and receives nothing more
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        assert consumer._capacity.free == 10 - consumer.in_flight
+        assert queue.receive_asks == [10]
+        handler.let_go(100)
+    assert consumer.stats.received == 10
+    assert consumer.stats.deleted == 10
+
+
+async def test_batch_window_does_not_wait_for_slots_beyond_a_capacity_below_the_batch() -> None:
+    # GIVEN a capacity of 1 (below the batch of 10) and the largest window
+    queue = RecordingQueue()
+    queue.send_many(f"m{i}" for i in range(5))
+    handler = OneByOne()
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=drain_config(max_in_flight=1, receivers=1, receive_batch_window=1.0),
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        await _until(lambda: handler.running == 1)
+        # WHEN the message finishes, freeing the whole capacity
+        handler.let_go(1)
+        # THEN the next receive goes within a few event-loop turns (no slot can come to wait
+        # for), not after the window
+        for _ in range(50):
+            if len(queue.receive_asks) == 2:
+                break
+            await anyio.lowlevel.checkpoint()
+        assert queue.receive_asks == [1, 1]
+        handler.let_go(100)
+    assert consumer.stats.deleted == 5

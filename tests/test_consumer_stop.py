@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from asyncloop import (
@@ -176,7 +177,7 @@ def test_until_empty_waits_for_throttled_messages_released_with_a_delay(
 ) -> None:
     # GIVEN a target that throttles every message's first delivery, no in-process retries,
     # and throttled messages released with a visibility of 1 s (the top of its 0..1 range)
-    monkeypatch.setattr("asyncloop._consumer.random.randint", lambda low, high: high)
+    monkeypatch.setattr("asyncloop._dispatch_limit.random.randint", lambda low, high: high)
     config = ConsumerConfig(
         until_empty=True,
         wait_time_seconds=0,
@@ -243,3 +244,46 @@ def test_until_empty_with_the_default_long_poll_ends_promptly_and_throughput_ign
     assert stats.last_success_at - stats.started_at == pytest.approx(0.1, abs=0.01)
     assert stats.throughput_msgs_s == pytest.approx(30.0, rel=0.1)
     assert stats.to_dict()["duration_s"] == round(stats.duration_s, 6)
+
+
+# -- a deadline mid-run -----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_deadline_mid_run_loses_nothing() -> None:
+    # GIVEN a FIFO queue (so some held messages wait, unstarted, behind their group's head),
+    # dispatches that never finish, quick ones whose deletes sit in a partial batch, and a
+    # deadline
+    queue = FakeQueue(name="lambda.fifo", visibility_timeout=300)
+    for g in range(6):
+        for k in range(3):
+            queue.send(f"g{g}-{k}", group_id=f"g{g}", deduplication_id=f"g{g}-{k}")
+    finished: list[str] = []
+    stuck = anyio.Event()
+
+    async def handler(message: Message) -> None:
+        group, k = message.body.split("-")
+        if int(group[1:]) % 2 and k == "1":
+            # odd groups: the second message never finishes; the third never starts
+            stuck.set()
+            await anyio.sleep_forever()
+        finished.append(message.body)
+
+    config = ConsumerConfig(
+        wait_time_seconds=0,
+        ack_flush_interval=10.0,
+        shutdown_grace=0.05,
+        deadline=anyio.current_time() + 0.5,
+    )
+    # WHEN the deadline passes while dispatches are in flight
+    with anyio.fail_after(10):
+        stats = await Consumer(
+            queue=queue, dispatcher=CallableDispatcher(handler), config=config
+        ).run()
+    # THEN finished ones were deleted (the partial batch flushed), and every other message is
+    # visible again at once: lost = 0
+    assert stuck.is_set()
+    assert stats.deleted == len(finished) == 12
+    assert len(queue) == 6
+    assert queue.visible_count == 6
+    assert stats.released == 6

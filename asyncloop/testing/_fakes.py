@@ -201,6 +201,19 @@ class FakeQueue:
     def receive_count_of(self, message_id: str) -> int:
         return self._messages[message_id].receive_count
 
+    def invalidate_receipt_handle(self, message_id: str) -> None:
+        """Make the receipt handle `message_id` was last received with invalid, as when
+        another receive took the message since: a delete or visibility change with the old
+        handle then fails its entry with ``ReceiptHandleIsInvalid`` (the consumer's lease is
+        lost). Raises KeyError for a message that is not in the queue."""
+        self._messages[message_id].receipt = f"{message_id}#invalidated"
+
+    @property
+    def invisible_entries(self) -> int:
+        """Entries in the fake's invisibility heap, stale ones (deleted, or made visible
+        again) included until they are swept: what a long run's memory grows with."""
+        return len(self._invisible)
+
     # -- the Queue protocol ---------------------------------------------------------------
 
     async def receive(

@@ -4,7 +4,7 @@ Run: ``.venv/bin/pytest bench/micro --benchmark-enable``. Each round dispatches 
 messages one after another (divide by 1,000 for one), so the figure is the dispatcher's own
 cost per call on top of the user's function, which does nothing:
 
-- async: an ``async def`` handler, awaited on the loop;
+- async: an ``async def`` handler, awaited on the event loop;
 - sync: a plain function, run in a worker thread (one thread hop per message);
 - sync returning an awaitable: a lambda around an async function (thread hop, then awaited).
 """

@@ -7,8 +7,8 @@ a round of 1,000 (or 10,000) messages reports the time for all of them: divide f
 - ack coalescer: `Acker.delete` of 1,000 messages into batches of 10 against a queue that
   answers at once (buffering, batch calls, settling);
 - dispatch bookkeeping: a whole `Consumer` moving 10,000 messages from an instant queue
-  through a no-op dispatcher (capacity, hand-off, workers, stats, acks): the loop's own cost;
-- capacity: one take/give cycle of the receivers' capacity;
+  through a no-op dispatcher (capacity, hand-off, workers, stats, acks): the consumer's own cost;
+- capacity: one take/give cycle of the receivers' capacity (`Slots`);
 - payload building: `build_payload` in both formats for one 128-byte message;
 - histogram: `LatencyHistogram.record` and `Stats.count_call`.
 """
@@ -25,8 +25,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from asyncloop import BatchEntryFailure, Consumer, ConsumerConfig, LatencyHistogram, Message, Stats
 from asyncloop._acker import Acker
-from asyncloop._consumer import _Capacity
 from asyncloop._payload import build_payload
+from asyncloop._slots import Slots
 
 pytestmark = pytest.mark.microbench
 
@@ -139,7 +139,7 @@ def test_consumer_bookkeeping_10000_messages(
 
 def test_capacity_take_give(benchmark: BenchmarkFixture, runner: asyncio.Runner) -> None:
     async def workload() -> None:
-        capacity = _Capacity(256, 10)
+        capacity = Slots(256, low_water=10)
         for _ in range(MESSAGES):
             taken = await capacity.take(10)
             capacity.give(taken)

@@ -1,0 +1,272 @@
+"""The visibility heartbeat and lease loss: extensions, the extension cap, a lost lease cancels
+the dispatch (async or sync handler), and leaves no trace when the dispatcher swallows it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import anyio
+import anyio.lowlevel
+import pytest
+from _consumer_helpers import VisibilityQueue
+
+from asyncloop import (
+    CallableDispatcher,
+    Consumer,
+    ConsumerConfig,
+    HandlerFailed,
+    Message,
+)
+
+# -- the visibility heartbeat and lease loss ------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_extends_a_long_dispatch_so_it_is_not_redelivered() -> None:
+    # GIVEN a 1 s visibility timeout and a dispatch that outlives it several times
+    queue = VisibilityQueue(visibility_timeout=1)
+    message_id = queue.send("slow")
+    queue.calls_wanted = 4
+    release = anyio.Event()
+
+    async def handler(message: Message) -> None:
+        await release.wait()
+
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=2),
+        visibility_timeout=1,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        # WHEN four extensions have been sent (about two timeouts' worth)
+        with anyio.fail_after(20):
+            await queue.enough_calls.wait()
+        # THEN it was never visible again nor received twice
+        assert queue.receive_count_of(message_id) == 1
+        assert queue.visible_count == 0
+        release.set()
+        consumer.stop()
+    assert consumer.stats.extended >= 3
+    assert consumer.stats.deleted == 1
+    assert all(call and len(call) <= 10 for call in queue.visibility_calls)
+    assert set(queue.timeouts()) == {1}
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_stops_at_the_extension_cap(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN at most 1 s of extension on a 1 s timeout
+    queue = VisibilityQueue(visibility_timeout=1)
+    message_id = queue.send("slow")
+    redelivered = anyio.Event()
+    release = anyio.Event()
+
+    async def handler(message: Message) -> None:
+        if message.receive_count > 1:
+            redelivered.set()
+            return
+        await release.wait()
+
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=ConsumerConfig(wait_time_seconds=0, max_visibility_extension=1.0),
+        visibility_timeout=1,
+    )
+    caplog.set_level(logging.WARNING, logger="asyncloop")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        # WHEN the cap is used up, SQS hands the message out again
+        with anyio.fail_after(20):
+            await redelivered.wait()
+        release.set()
+        consumer.stop()
+    assert consumer.stats.extended <= 2
+    assert "extension cap" in caplog.text
+    assert message_id in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_lease_lost_cancels_the_dispatch_and_counts_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a long dispatch whose receipt handle another receive invalidates
+    caplog.set_level(logging.DEBUG, logger="asyncloop")
+    queue = VisibilityQueue(visibility_timeout=1)
+    message_id = queue.send("BODY-TEXT-123")
+    started = anyio.Event()
+    cancelled = anyio.Event()
+    handles: list[str] = []
+
+    async def handler(message: Message) -> None:
+        handles.append(message.receipt_handle)
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1),
+        visibility_timeout=1,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        with anyio.fail_after(10):
+            await started.wait()
+        # WHEN the handle goes stale (as if the message was received elsewhere)
+        queue.invalidate_receipt_handle(message_id)
+        # THEN the next extension finds it invalid and the dispatch is cancelled
+        with anyio.fail_after(20):
+            await cancelled.wait()
+        for _ in range(10):
+            await anyio.lowlevel.checkpoint()
+        assert consumer.stats.lease_lost == 1
+        assert consumer.in_flight == 0
+        consumer.stop()
+    stats = consumer.stats
+    # nothing deleted or released with the stale handle; the consumer kept running
+    assert (stats.deleted, stats.released, stats.release_failed, stats.failed) == (0, 0, 0, 0)
+    # and the log names the message, never its body or handle
+    assert f"lease of message {message_id} lost" in caplog.text
+    assert "BODY-TEXT" not in caplog.text
+    assert handles[0] not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_an_extension_answered_after_the_release_cannot_hide_the_message() -> None:
+    # GIVEN a long dispatch and a first extension call that answers slowly
+    slow = [0.3]
+
+    def latency() -> float:
+        return slow.pop() if slow else 0.0
+
+    queue = VisibilityQueue(visibility_timeout=1, latency={"ChangeMessageVisibilityBatch": latency})
+    queue.send("long")
+
+    async def handler(message: Message) -> None:
+        await anyio.sleep_forever()
+
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=ConsumerConfig(wait_time_seconds=0, shutdown_grace=0.0),
+        visibility_timeout=1,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        # WHEN it stops while the extension is under way (the release overtakes it)
+        with anyio.fail_after(10):
+            await queue.call_started.wait()
+        consumer.stop()
+    # THEN the message is visible: SQS (and the fake) refuse to extend a message that is no
+    # longer in flight, and the consumer, no longer holding it, ignores that answer
+    assert queue.timeouts() == [1, 0]
+    assert queue.visible_count == 1
+    assert consumer.stats.released == 1
+    assert consumer.stats.lease_lost == 0
+
+
+class CancelWatcher:
+    """Wraps a dispatcher; `cancelled` is set when a dispatch is cancelled."""
+
+    operation = None
+
+    def __init__(self, inner: CallableDispatcher) -> None:
+        self.inner = inner
+        self.cancelled = anyio.Event()
+
+    async def dispatch(self, message: Message) -> None:
+        try:
+            await self.inner.dispatch(message)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+@pytest.mark.asyncio
+async def test_lease_lost_in_a_sync_handler_stops_waiting_for_its_thread() -> None:
+    # GIVEN a sync handler (run in a worker thread) that outlives its lease
+    queue = VisibilityQueue(visibility_timeout=1)
+    message_id = queue.send("stolen")
+    started = anyio.Event()
+    gate = threading.Event()
+
+    def handler(message: Message) -> None:
+        anyio.from_thread.run_sync(started.set)
+        gate.wait(30)
+
+    watcher = CancelWatcher(CallableDispatcher(handler))
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=watcher,
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1),
+        visibility_timeout=1,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consumer.run)
+            with anyio.fail_after(10):
+                await started.wait()
+            # WHEN the handle goes stale
+            queue.invalidate_receipt_handle(message_id)
+            # THEN the consumer stops waiting for the thread and frees the slot
+            with anyio.fail_after(20):
+                await watcher.cancelled.wait()
+            assert consumer.in_flight == 0
+            consumer.stop()
+    finally:
+        gate.set()
+    assert consumer.stats.lease_lost == 1
+    assert consumer.stats.deleted == 0
+
+
+@pytest.mark.asyncio
+async def test_a_dispatcher_that_swallows_the_lease_lost_cancel_leaves_no_trace() -> None:
+    # GIVEN a dispatcher that turns any cancellation into a failure of its own
+    queue = VisibilityQueue(visibility_timeout=1)
+    message_id = queue.send("swallowed")
+    started = anyio.Event()
+    cancelled = anyio.Event()
+
+    class SwallowingDispatcher:
+        operation = None
+
+        async def dispatch(self, message: Message) -> None:
+            started.set()
+            try:
+                await anyio.sleep_forever()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise HandlerFailed("interrupted", message_id=message.message_id) from None
+
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=SwallowingDispatcher(),
+        config=ConsumerConfig(wait_time_seconds=0, receivers=1, failure_backoff_base=5.0),
+        visibility_timeout=1,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        with anyio.fail_after(10):
+            await started.wait()
+        # WHEN the lease is lost (the handle went stale) and the cancel is swallowed
+        queue.invalidate_receipt_handle(message_id)
+        with anyio.fail_after(20):
+            await cancelled.wait()
+        for _ in range(10):
+            await anyio.lowlevel.checkpoint()
+        # THEN the message is forgotten: not in the lost set, not held, not failed or
+        # backed off with a handle that is no longer ours
+        lost = set(consumer._lost)
+        consumer.stop()
+    stats = consumer.stats
+    assert lost == set()
+    assert consumer.in_flight == 0
+    assert (stats.lease_lost, stats.failed, stats.backed_off) == (1, 0, 0)
