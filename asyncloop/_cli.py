@@ -21,17 +21,9 @@ from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
-from ._config import (
-    AwsConfig,
-    ConsumerConfig,
-    LambdaConfig,
-    _check_choice,
-    _check_range,
-    parse_bool,
-    parse_value,
-    validate_queue_url,
-)
+from ._config import AwsConfig, ConsumerConfig, LambdaConfig
 from ._exceptions import AsyncloopError, ConfigError
+from ._validate import check_choice, check_range, parse_bool, parse_value, validate_queue_url
 
 __all__ = ("main",)
 
@@ -251,7 +243,7 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 def _configure_logging() -> None:
     """Log to stderr at ASYNCLOOP_LOG_LEVEL (default info); ConfigError for an unknown level."""
     level = (os.environ.get("ASYNCLOOP_LOG_LEVEL") or "info").strip().lower()
-    _check_choice("ASYNCLOOP_LOG_LEVEL", level, _LOG_LEVELS)
+    check_choice("ASYNCLOOP_LOG_LEVEL", level, _LOG_LEVELS)
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         stream=sys.stderr,
@@ -437,7 +429,7 @@ def _process_options(args: argparse.Namespace) -> tuple[int, Callable[[], Any] |
             receivers=args.receivers,
             metrics_port=args.metrics_port,
         )
-    _check_choice("event_loop", args.event_loop, _EVENT_LOOPS)
+    check_choice("event_loop", args.event_loop, _EVENT_LOOPS)
     if args.event_loop != "uvloop":
         return processes, None
     try:
@@ -515,9 +507,9 @@ class _Observe:
 
     def __post_init__(self) -> None:
         if self.stats_interval != 0:
-            _check_range("stats_interval", self.stats_interval, 0.01, 86_400.0)
+            check_range("stats_interval", self.stats_interval, 0.01, 86_400.0)
         if self.metrics_port is not None:
-            _check_range("metrics_port", self.metrics_port, 0, 65_535)
+            check_range("metrics_port", self.metrics_port, 0, 65_535)
         if not self.metrics_host:
             raise ConfigError("metrics_host must not be empty", field="metrics_host")
 

@@ -57,18 +57,20 @@ import anyio
 import anyio.abc
 
 from ._acker import Acker
-from ._backoff import MAX_VISIBILITY, next_empty_pause, receive_backoff
-from ._config import ConsumerConfig, _check_int, validate_queue_url
+from ._backoff import next_empty_pause, receive_backoff
+from ._config import ConsumerConfig
 from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
 from ._exceptions import DispatchThrottled
 from ._failures import FailedDispatch, log_receive_error
 from ._fifo import FifoGroups
 from ._heartbeat import Heartbeat
+from ._limits import MAX_VISIBILITY
 from ._protocols import Dispatcher, Queue
 from ._slots import Slots
 from ._stats import Stats
 from ._types import Message
 from ._until_empty import UntilEmpty
+from ._validate import check_int, validate_queue_url
 
 __all__ = ("Consumer",)
 
@@ -108,7 +110,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
     ) -> None:
         validate_queue_url(queue.queue_url)
         if visibility_timeout is not None:
-            _check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
+            check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
         self.queue = queue
         self.dispatcher = dispatcher
         # The API call a dispatch makes ("Invoke"), counted per attempt; None in-process.

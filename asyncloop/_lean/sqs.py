@@ -31,10 +31,12 @@ from typing import Any, Final
 import aiohttp
 import anyio
 
-from .._aws import _check_entries, _check_int, _failures
-from .._config import validate_queue_url
+from .._aws import batch_failures as _failures
 from .._exceptions import TransportError
 from .._types import BatchEntryFailure, Message
+from .._validate import check_entries as _check_entries
+from .._validate import check_int as _check_int
+from .._validate import validate_queue_url
 from .service import ServiceChannel
 
 __all__ = ("LeanQueue", "message_attributes_md5")

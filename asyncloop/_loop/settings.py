@@ -14,9 +14,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import AwsConfig, ConsumerConfig, LambdaConfig, validate_queue_url
+from .._config import AwsConfig, ConsumerConfig, LambdaConfig
 from .._emf import NAMESPACE
 from .._exceptions import ConfigError
+from .._validate import validate_queue_url
 from .control import LoopPolicy, LoopToken, safety_margin
 from .runner import COUNTERS, LoopRuntime
 
@@ -106,7 +107,7 @@ class KinesisTokenSink:
         self.stream_name = stream_name
 
     async def put(self, token: LoopToken) -> None:
-        from .._aws import map_errors
+        from .._error_table import map_errors
 
         with map_errors("PutRecord"):
             await self._client.put_record(
