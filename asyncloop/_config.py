@@ -30,6 +30,7 @@ __all__ = ("AwsConfig", "ConsumerConfig", "LambdaConfig", "build_from_env")
 DeleteBy = Literal["consumer", "worker"]
 PayloadFormat = Literal["seed", "sqs-event"]
 RetryMode = Literal["standard", "adaptive", "legacy"]
+Transport = Literal["sdk", "lean"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -263,7 +264,17 @@ class AwsConfig:
     """HTTP connections per client (1..10000), or None to size it to receivers + max_in_flight
     (botocore's default of 10 would silently cap concurrency). Default None."""
 
+    transport: Transport = "sdk"
+    """How the consumer's hot calls (ReceiveMessage, DeleteMessageBatch,
+    ChangeMessageVisibilityBatch, Invoke) reach AWS. ``sdk``: through aiobotocore (`SqsQueue`,
+    `AioLambdaInvoker`). ``lean``: the same calls signed and sent over aiohttp without
+    botocore's per-call machinery (``asyncloop._lean``: less CPU per call, same answers and
+    errors, botocore's standard retries), on connections sized and configured like the SDK
+    clients'. Control-plane calls (GetQueueAttributes, GetFunction) use aiobotocore either
+    way. Default sdk."""
+
     def __post_init__(self) -> None:
+        check_choice("transport", self.transport, get_args(Transport))
         check_choice("retry_mode", self.retry_mode, get_args(RetryMode))
         check_range("max_attempts", self.max_attempts, 1, 20)
         check_range("connect_timeout", self.connect_timeout, 0.1, 120.0)
