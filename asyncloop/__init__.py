@@ -1,8 +1,8 @@
 """asyncloop: an asyncio SQS consumer that dispatches to Lambda or in-process handlers.
 
-The AWS-backed names (`AwsClients`, `SqsQueue`, `AioLambdaInvoker`) are imported on first use:
-botocore costs about 100 ms to import, and this package ships into Lambda, where import time
-is cold-start time.
+The AWS-backed names (`AwsClients`, `SqsQueue`, `AioLambdaInvoker`, `open_consumer`) are
+imported on first use: botocore costs about 100 ms to import, and this package ships into
+Lambda, where import time is cold-start time.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._aws import AioLambdaInvoker as AioLambdaInvoker
     from ._aws import AwsClients as AwsClients
     from ._aws import SqsQueue as SqsQueue
+    from ._wiring import open_consumer as open_consumer
 
 __version__ = "0.1.0"
 
@@ -77,16 +78,23 @@ __all__ = (
     "Stats",
     "TransportError",
     "build_payload",
+    "open_consumer",
 )
 
-_LAZY = {"AioLambdaInvoker", "AwsClients", "SqsQueue"}
+# name -> the private module that defines it, imported on first use
+_LAZY = {
+    "AioLambdaInvoker": "_aws",
+    "AwsClients": "_aws",
+    "SqsQueue": "_aws",
+    "open_consumer": "_wiring",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import _aws
+        import importlib
 
-        value = getattr(_aws, name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'asyncloop' has no attribute {name!r}")

@@ -28,6 +28,7 @@ import anyio
 import anyio.abc
 
 from ._exceptions import AwsError
+from ._limits import MAX_BATCH
 from ._protocols import Queue
 from ._slots import Slots
 from ._stats import Stats
@@ -36,8 +37,6 @@ from ._types import BatchEntryFailure, Message
 __all__ = ("Acker",)
 
 logger = logging.getLogger("asyncloop")
-
-_MAX_BATCH = 10
 
 
 Outcome = BatchEntryFailure | AwsError | Exception | None
@@ -73,7 +72,7 @@ class _Lane:
         # Entries buffered or in a call that has not answered.
         self.pending = 0
 
-    def take(self, limit: int = _MAX_BATCH) -> list[_Entry]:
+    def take(self, limit: int = MAX_BATCH) -> list[_Entry]:
         buffer = self.buffer
         return [buffer.popleft() for _ in range(min(limit, len(buffer)))]
 
@@ -207,7 +206,7 @@ class Acker:
         """
         self._tg = None
         while self._pending:
-            batches = sum(-(-len(lane.buffer) // _MAX_BATCH) for lane in self._lanes)
+            batches = sum(-(-len(lane.buffer) // MAX_BATCH) for lane in self._lanes)
             if batches:
                 async with anyio.create_task_group() as tg:
                     for _ in range(min(self._concurrency, batches)):
@@ -234,7 +233,7 @@ class Acker:
         lane.buffer.append(entry)
         self._pending += 1
         lane.pending += 1
-        if len(lane.buffer) >= _MAX_BATCH:
+        if len(lane.buffer) >= MAX_BATCH:
             self._flush(lane, partial=False)
 
     def _flush(self, lane: _Lane, *, partial: bool) -> None:
@@ -243,11 +242,11 @@ class Acker:
             # Unbound or closing: close() sends what is buffered.
             return
         due = len(lane.buffer) - lane.claimed
-        while due >= _MAX_BATCH or (partial and due > 0):
+        while due >= MAX_BATCH or (partial and due > 0):
             # A sender takes the entries when it gets to the call: until then they stay
             # buffered, so close() still sends them if the senders are cancelled first.
-            lane.claimed += min(due, _MAX_BATCH)
-            due -= _MAX_BATCH
+            lane.claimed += min(due, MAX_BATCH)
+            due -= MAX_BATCH
             self._due.put_nowait(lane)
         if lane.buffer:
             lane.first_at = self._now()

@@ -7,9 +7,9 @@ import math
 import random
 
 from ._exceptions import CredentialsError, QueueNotFound
+from ._limits import MAX_VISIBILITY
 
 __all__ = (
-    "MAX_VISIBILITY",
     "failure_visibility",
     "next_empty_pause",
     "receive_backoff",
@@ -28,8 +28,6 @@ EMPTY_PAUSE_MIN = 0.01
 EMPTY_PAUSE_MAX = 1.0
 # In-process retries of a throttled dispatch wait at most this long each.
 THROTTLE_RETRY_CAP = 2.0
-# SQS keeps a message invisible at most 12 hours from its receive.
-MAX_VISIBILITY = 43_200
 
 
 def failure_visibility(

@@ -21,17 +21,9 @@ from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
-from ._config import (
-    AwsConfig,
-    ConsumerConfig,
-    LambdaConfig,
-    _check_choice,
-    _check_range,
-    parse_bool,
-    parse_value,
-    validate_queue_url,
-)
+from ._config import AwsConfig, ConsumerConfig, LambdaConfig
 from ._exceptions import AsyncloopError, ConfigError
+from ._validate import check_choice, check_range, parse_bool, parse_value, validate_queue_url
 
 __all__ = ("main",)
 
@@ -126,6 +118,12 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _option(run, "--endpoint-url", help="one endpoint for SQS and Lambda, e.g. a moto server")
     _option(run, "--region", help="AWS region")
+    _option(
+        run,
+        "--transport",
+        default=AwsConfig().transport,
+        help="sdk (aiobotocore) or lean (the hot calls over aiohttp, less CPU per call)",
+    )
     _option(run, "--receivers", int, defaults.receivers, "concurrent long polls")
     _option(run, "--max-in-flight", int, defaults.max_in_flight, "messages held at once")
     _option(run, "--batch-size", int, defaults.batch_size, "messages per receive, 1..10")
@@ -251,7 +249,7 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 def _configure_logging() -> None:
     """Log to stderr at ASYNCLOOP_LOG_LEVEL (default info); ConfigError for an unknown level."""
     level = (os.environ.get("ASYNCLOOP_LOG_LEVEL") or "info").strip().lower()
-    _check_choice("ASYNCLOOP_LOG_LEVEL", level, _LOG_LEVELS)
+    check_choice("ASYNCLOOP_LOG_LEVEL", level, _LOG_LEVELS)
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         stream=sys.stderr,
@@ -301,7 +299,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             duration=args.duration,
         )
         # The client settings without a flag (retries, timeouts) come from their variables too.
-        aws_config = AwsConfig.from_env(region=args.region, endpoint_url=args.endpoint_url)
+        aws_config = AwsConfig.from_env(
+            region=args.region, endpoint_url=args.endpoint_url, transport=args.transport
+        )
         lambda_config = (
             LambdaConfig(
                 function_name=args.function_name,
@@ -355,36 +355,16 @@ async def _run(
     handler: Callable[..., Any] | None,
     observe: _Observe | None = None,
 ) -> tuple[Any, bool]:
-    from ._aws import AioLambdaInvoker, AwsClients, SqsQueue
-    from ._consumer import Consumer
-    from ._dispatch import CallableDispatcher, LambdaDispatcher
-    from ._protocols import Dispatcher
+    from ._wiring import open_consumer
 
-    pool = consumer_config.receivers + consumer_config.max_in_flight
-    pool += consumer_config.ack_concurrency
-    async with AwsClients(aws_config, pool_size=pool) as clients:
-        queue = SqsQueue(clients.sqs, queue_url)
-        # Check both ends before consuming anything: emulators accept an Event invoke of a
-        # function that does not exist, and a missing queue would only show as backoffs.
-        attributes = await queue.get_attributes(["VisibilityTimeout", "RedrivePolicy"])
-        dispatcher: Dispatcher
-        if lambda_config is not None:
-            invoker = AioLambdaInvoker(clients.lambda_)
-            await invoker.get_function(lambda_config.function_name)
-            dispatcher = LambdaDispatcher(
-                invoker=invoker, config=lambda_config, queue_url=queue_url, region=aws_config.region
-            )
-        else:
-            assert handler is not None
-            dispatcher = CallableDispatcher(handler)
-        # The visibility heartbeat works from the queue's own timeout unless the config sets one.
-        queue_visibility = attributes.get("VisibilityTimeout")
-        consumer = Consumer(
-            queue=queue,
-            dispatcher=dispatcher,
-            config=consumer_config,
-            visibility_timeout=int(queue_visibility) if queue_visibility else None,
-        )
+    # The factory checks both ends before consuming anything and sizes the pool
+    async with open_consumer(
+        queue_url,
+        handler=handler,
+        config=consumer_config,
+        lambda_config=lambda_config,
+        aws=aws_config,
+    ) as consumer:
         signals = _SignalStop(consumer.stop)
         with signals:
             try:
@@ -437,7 +417,7 @@ def _process_options(args: argparse.Namespace) -> tuple[int, Callable[[], Any] |
             receivers=args.receivers,
             metrics_port=args.metrics_port,
         )
-    _check_choice("event_loop", args.event_loop, _EVENT_LOOPS)
+    check_choice("event_loop", args.event_loop, _EVENT_LOOPS)
     if args.event_loop != "uvloop":
         return processes, None
     try:
@@ -515,9 +495,9 @@ class _Observe:
 
     def __post_init__(self) -> None:
         if self.stats_interval != 0:
-            _check_range("stats_interval", self.stats_interval, 0.01, 86_400.0)
+            check_range("stats_interval", self.stats_interval, 0.01, 86_400.0)
         if self.metrics_port is not None:
-            _check_range("metrics_port", self.metrics_port, 0, 65_535)
+            check_range("metrics_port", self.metrics_port, 0, 65_535)
         if not self.metrics_host:
             raise ConfigError("metrics_host must not be empty", field="metrics_host")
 

@@ -173,7 +173,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     if args.queue_url is not None:
-        from ._config import validate_queue_url
+        from ._validate import validate_queue_url
 
         validate_queue_url(args.queue_url, field="--queue-url")
 
@@ -238,10 +238,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if not 0 < args.days <= 3660:
         return _error(f"--days must be in 0..3660, got {args.days}", 2)
-    from ._config import _check_range
+    from ._validate import check_range
 
     # ConfigError, an exit 2 from `_guarded`; a NaN or inf scale would poison every rate
-    _check_range("--fault-scale", args.fault_scale, 0.0, None)
+    check_range("--fault-scale", args.fault_scale, 0.0, None)
     base = SimConfig()
     policy = replace(base.policy, min_loops=args.min_loops, max_loops=args.max_loops)
     rates = {

@@ -1,95 +1,36 @@
 """Configuration: one frozen, keyword-only dataclass per concern, checked on construction.
 
-Every range check and its error message come from one helper (`_check_range`), so the
-message always states the field, the allowed range and the value it got.
+Every check and its error message come from `_validate` (`check_range`...), so the message
+always states the field, the allowed range and the value it got.
 All durations are seconds (float).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from ._exceptions import ConfigError
+from ._limits import INVOCATION_TYPES, MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME, InvocationType
+from ._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_range,
+    parse_bool,
+    parse_value,
+    validate_function_name,
+)
 
-__all__ = ("AwsConfig", "ConsumerConfig", "LambdaConfig", "validate_queue_url")
+__all__ = ("AwsConfig", "ConsumerConfig", "LambdaConfig", "build_from_env")
 
 DeleteBy = Literal["consumer", "worker"]
-InvocationType = Literal["Event", "RequestResponse"]
 PayloadFormat = Literal["seed", "sqs-event"]
-
-_N = TypeVar("_N", int, float)
-
-# https://sqs.<region>.amazonaws.com/<account>/<name>, or any http(s) endpoint for emulators
-_QUEUE_URL = re.compile(
-    r"^https?://[^/\s]+(?::\d+)?/(?P<account>[^/\s]+)/(?P<name>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)/?$"
-)
-
-
-# Lambda's own FunctionName pattern: name, partial ARN (account:function:name) or full ARN,
-# with an optional version or alias.
-_FUNCTION_NAME = re.compile(
-    r"^(arn:aws[a-zA-Z-]*:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d:)?(\d{12}:)?(function:)?"
-    r"[a-zA-Z0-9_-]+(:(\$LATEST|[a-zA-Z0-9_-]+))?$"
-)
-
-
-def _allowed(low: float, high: float | None) -> str:
-    """The allowed range as the messages state it: ``1..10``, or ``a finite number >= 0``."""
-    return f"in {low}..{high}" if high is not None else f"a finite number >= {low}"
-
-
-def _check_range(name: str, value: _N, low: _N, high: _N | None) -> None:
-    """Raise ConfigError unless `value` is a finite number in ``low..high`` (no upper bound
-    if None); the one source of every range message.
-
-    NaN is refused: every comparison with it is false, so it would pass a plain range check
-    and break the code that uses it later (a NaN flush timeout flushes nothing). So is
-    +/-inf: no field takes inf as "no limit" (None is that), and inf would break the
-    arithmetic on deadlines and poll waits."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number, got {value!r}", field=name)
-    if not math.isfinite(value) or value < low or (high is not None and value > high):
-        raise ConfigError(f"{name} must be {_allowed(low, high)}, got {value!r}", field=name)
-
-
-def _check_int(name: str, value: float, low: int, high: int | None) -> None:
-    """`_check_range` for a whole number: SQS takes these as integers, so 1.5 is refused."""
-    _check_range(name, value, low, high)
-    if not isinstance(value, int):
-        raise ConfigError(
-            f"{name} must be a whole number {_allowed(low, high)}, got {value!r}", field=name
-        )
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}", field=name)
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}", field=name)
-
-
-def validate_queue_url(url: str, *, field: str = "queue_url") -> str:
-    """Return `url` if it looks like an SQS queue URL, else raise ConfigError."""
-    if not isinstance(url, str) or not _QUEUE_URL.match(url):
-        raise ConfigError(
-            f"{field} must look like https://sqs.<region>.amazonaws.com/<account>/<queue>,"
-            f" got {url!r}",
-            field=field,
-        )
-    return url
-
-
-def queue_name(url: str) -> str:
-    """The queue's name: the last path segment of its URL."""
-    return url.rstrip("/").rsplit("/", 1)[-1]
+RetryMode = Literal["standard", "adaptive", "legacy"]
+Transport = Literal["sdk", "lean"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,40 +169,44 @@ class ConsumerConfig:
     handle invalid cancels the dispatch and counts ``lease_lost``."""
 
     def __post_init__(self) -> None:
-        _check_int("receivers", self.receivers, 1, 1024)
-        _check_int("max_in_flight", self.max_in_flight, 1, 100_000)
-        _check_int("batch_size", self.batch_size, 1, 10)
-        _check_range("receive_batch_window", self.receive_batch_window, 0.0, 1.0)
-        _check_int("wait_time_seconds", self.wait_time_seconds, 0, 20)
+        check_int("receivers", self.receivers, 1, 1024)
+        check_int("max_in_flight", self.max_in_flight, 1, 100_000)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH)
+        check_range("receive_batch_window", self.receive_batch_window, 0.0, 1.0)
+        check_int("wait_time_seconds", self.wait_time_seconds, 0, MAX_WAIT_TIME)
         if self.visibility_timeout is not None:
-            _check_int("visibility_timeout", self.visibility_timeout, 0, 43_200)
-        _check_choice("delete_by", self.delete_by, ("consumer", "worker"))
-        _check_bool("until_empty", self.until_empty)
+            check_int("visibility_timeout", self.visibility_timeout, 0, MAX_VISIBILITY)
+        check_choice("delete_by", self.delete_by, get_args(DeleteBy))
+        check_bool("until_empty", self.until_empty)
         if self.duration is not None:
-            _check_range("duration", self.duration, 0.001, None)
+            check_range("duration", self.duration, 0.001, None)
         if self.deadline is not None:
-            _check_range("deadline", self.deadline, 0.0, None)
-        _check_range("shutdown_grace", self.shutdown_grace, 0.0, 3600.0)
-        _check_range("ack_flush_interval", self.ack_flush_interval, 0.001, 10.0)
-        _check_range("ack_flush_timeout", self.ack_flush_timeout, 0.1, 300.0)
-        _check_int("max_pending_acks", self.max_pending_acks, 10, 1_000_000)
+            check_range("deadline", self.deadline, 0.0, None)
+        check_range("shutdown_grace", self.shutdown_grace, 0.0, 3600.0)
+        check_range("ack_flush_interval", self.ack_flush_interval, 0.001, 10.0)
+        check_range("ack_flush_timeout", self.ack_flush_timeout, 0.1, 300.0)
+        check_int("max_pending_acks", self.max_pending_acks, 10, 1_000_000)
         if self.delete_concurrency is not None:
-            _check_int("delete_concurrency", self.delete_concurrency, 1, 256)
-        _check_int("delete_attempts", self.delete_attempts, 1, 10)
+            check_int("delete_concurrency", self.delete_concurrency, 1, 256)
+        check_int("delete_attempts", self.delete_attempts, 1, 10)
         if self.failure_backoff_base is not None:
-            _check_range("failure_backoff_base", self.failure_backoff_base, 0.0, 43_200.0)
-        _check_range("failure_backoff_cap", self.failure_backoff_cap, 1.0, 43_200.0)
+            check_range(
+                "failure_backoff_base", self.failure_backoff_base, 0.0, float(MAX_VISIBILITY)
+            )
+        check_range("failure_backoff_cap", self.failure_backoff_cap, 1.0, float(MAX_VISIBILITY))
         if self.failure_backoff_base and self.failure_backoff_cap < self.failure_backoff_base:
             raise ConfigError(
                 f"failure_backoff_cap must be >= failure_backoff_base "
                 f"({self.failure_backoff_base}), got {self.failure_backoff_cap!r}",
                 field="failure_backoff_cap",
             )
-        _check_bool("adaptive_concurrency", self.adaptive_concurrency)
-        _check_int("throttle_retries", self.throttle_retries, 0, 100)
-        _check_range("throttle_retry_delay", self.throttle_retry_delay, 0.0, 10.0)
-        _check_int("throttle_release_visibility", self.throttle_release_visibility, 0, 900)
-        _check_range("max_visibility_extension", self.max_visibility_extension, 0.0, 43_200.0)
+        check_bool("adaptive_concurrency", self.adaptive_concurrency)
+        check_int("throttle_retries", self.throttle_retries, 0, 100)
+        check_range("throttle_retry_delay", self.throttle_retry_delay, 0.0, 10.0)
+        check_int("throttle_release_visibility", self.throttle_release_visibility, 0, 900)
+        check_range(
+            "max_visibility_extension", self.max_visibility_extension, 0.0, float(MAX_VISIBILITY)
+        )
 
     @property
     def ack_concurrency(self) -> int:
@@ -273,7 +218,7 @@ class ConsumerConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConsumerConfig:
         """Build from ``ASYNCLOOP_<FIELD>`` variables (``ASYNCLOOP_MAX_IN_FLIGHT=128``)."""
-        return _build_from_env(cls, environ, overrides)
+        return build_from_env(cls, environ, overrides)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -292,29 +237,14 @@ class LambdaConfig:
     ``sqs-event``: a record in the shape of Lambda's own SQS event. Default seed."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.function_name, str) or not self.function_name.strip():
-            raise ConfigError(
-                f"function_name must be a non-empty string, got {self.function_name!r}",
-                field="function_name",
-            )
-        if len(self.function_name) > 170:
-            raise ConfigError(
-                f"function_name must be at most 170 characters, got {len(self.function_name)}",
-                field="function_name",
-            )
-        if not _FUNCTION_NAME.match(self.function_name):
-            raise ConfigError(
-                "function_name must be a function name, partial ARN or ARN "
-                f"(letters, digits, - and _), got {self.function_name!r}",
-                field="function_name",
-            )
-        _check_choice("invocation_type", self.invocation_type, ("Event", "RequestResponse"))
-        _check_choice("payload", self.payload, ("seed", "sqs-event"))
+        validate_function_name(self.function_name)
+        check_choice("invocation_type", self.invocation_type, INVOCATION_TYPES)
+        check_choice("payload", self.payload, get_args(PayloadFormat))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LambdaConfig:
         """Build from ``ASYNCLOOP_<FIELD>`` variables."""
-        return _build_from_env(cls, environ, overrides)
+        return build_from_env(cls, environ, overrides)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -327,7 +257,7 @@ class AwsConfig:
     endpoint_url: str | None = None
     """One endpoint for every service (moto, fauxqs, a proxy), or None for AWS. Default None."""
 
-    retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
+    retry_mode: RetryMode = "standard"
     """botocore's retry mode. Default standard (exponential backoff with jitter)."""
 
     max_attempts: int = 5
@@ -344,13 +274,23 @@ class AwsConfig:
     """HTTP connections per client (1..10000), or None to size it to receivers + max_in_flight
     (botocore's default of 10 would silently cap concurrency). Default None."""
 
+    transport: Transport = "sdk"
+    """How the consumer's hot calls (ReceiveMessage, DeleteMessageBatch,
+    ChangeMessageVisibilityBatch, Invoke) reach AWS. ``sdk``: through aiobotocore (`SqsQueue`,
+    `AioLambdaInvoker`). ``lean``: the same calls signed and sent over aiohttp without
+    botocore's per-call machinery (``asyncloop._lean``: less CPU per call, same answers and
+    errors, botocore's standard retries), on connections sized and configured like the SDK
+    clients'. Control-plane calls (GetQueueAttributes, GetFunction) use aiobotocore either
+    way. Default sdk."""
+
     def __post_init__(self) -> None:
-        _check_choice("retry_mode", self.retry_mode, ("standard", "adaptive", "legacy"))
-        _check_range("max_attempts", self.max_attempts, 1, 20)
-        _check_range("connect_timeout", self.connect_timeout, 0.1, 120.0)
-        _check_range("read_timeout", self.read_timeout, 1.0, 1000.0)
+        check_choice("transport", self.transport, get_args(Transport))
+        check_choice("retry_mode", self.retry_mode, get_args(RetryMode))
+        check_range("max_attempts", self.max_attempts, 1, 20)
+        check_range("connect_timeout", self.connect_timeout, 0.1, 120.0)
+        check_range("read_timeout", self.read_timeout, 1.0, 1000.0)
         if self.max_pool_connections is not None:
-            _check_range("max_pool_connections", self.max_pool_connections, 1, 10_000)
+            check_range("max_pool_connections", self.max_pool_connections, 1, 10_000)
         if self.endpoint_url is not None and not re.match(r"^https?://[^/\s]+", self.endpoint_url):
             raise ConfigError(
                 f"endpoint_url must be an http(s) URL, got {self.endpoint_url!r}",
@@ -360,7 +300,7 @@ class AwsConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AwsConfig:
         """Build from ``ASYNCLOOP_<FIELD>`` variables."""
-        return _build_from_env(cls, environ, overrides)
+        return build_from_env(cls, environ, overrides)
 
 
 def _env_name(field: str) -> str:
@@ -386,7 +326,7 @@ def _from_env(
 _C = TypeVar("_C")
 
 
-def _build_from_env(
+def build_from_env(
     cls: type[_C], environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
 ) -> _C:
     """`cls` from `_from_env`; a validation error names the variables, not the fields, of
@@ -412,33 +352,3 @@ def _field_kind(annotation: object) -> Callable[[str], Any]:
     if text.startswith("float"):
         return float
     return str
-
-
-def parse_bool(raw: str) -> bool:
-    """``1``/``true``/``yes``/``on`` and ``0``/``false``/``no``/``off``/empty, any case;
-    ValueError otherwise (a typo must not silently mean off)."""
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(raw)
-
-
-# What each parser accepts, in words, for the error message
-_KIND_WORDS: dict[Callable[[str], Any], str] = {
-    int: "an integer",
-    float: "a number",
-    parse_bool: "true or false (1/0, yes/no, on/off)",
-}
-
-
-def parse_value(raw: str, kind: Callable[[str], Any], *, name: str, field: str) -> Any:
-    """`kind(raw)`, or ConfigError ``<name> must be an integer, got 'abc'``: the one parser
-    of settings given as text (``ASYNCLOOP_*`` variables, for the library and the CLI)."""
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(
-            f"{name} must be {_KIND_WORDS.get(kind, 'a valid value')}, got {raw!r}", field=field
-        ) from None

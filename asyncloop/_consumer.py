@@ -57,18 +57,20 @@ import anyio
 import anyio.abc
 
 from ._acker import Acker
-from ._backoff import MAX_VISIBILITY, next_empty_pause, receive_backoff
-from ._config import ConsumerConfig, _check_int, validate_queue_url
+from ._backoff import next_empty_pause, receive_backoff
+from ._config import ConsumerConfig
 from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
 from ._exceptions import DispatchThrottled
 from ._failures import FailedDispatch, log_receive_error
 from ._fifo import FifoGroups
 from ._heartbeat import Heartbeat
+from ._limits import MAX_VISIBILITY
 from ._protocols import Dispatcher, Queue
 from ._slots import Slots
 from ._stats import Stats
 from ._types import Message
 from ._until_empty import UntilEmpty
+from ._validate import check_int, validate_queue_url
 
 __all__ = ("Consumer",)
 
@@ -89,9 +91,12 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
                             config=ConsumerConfig(max_in_flight=256, until_empty=True))
         stats = await consumer.run()
 
-    `visibility_timeout` is the queue's own visibility timeout in whole seconds (the CLI reads
-    it with ``GetQueueAttributes``); ``config.visibility_timeout`` wins when set. Without
-    either, the heartbeat is off. It may also be set as an attribute before `run()`.
+    `visibility_timeout` is the queue's own visibility timeout in whole seconds (the factory,
+    `open_consumer`, reads it with ``GetQueueAttributes``); ``config.visibility_timeout`` wins
+    when set. It may also be set as an attribute before `run()`. With neither, `run()` asks
+    the queue itself (``queue.get_attributes(["VisibilityTimeout"])``, when the queue has that
+    method) before receiving, so the heartbeat is not silently off; if that call fails the
+    heartbeat is off, with a warning.
 
     `run()` may be called once. `stop()` asks for a graceful stop from any task on the same
     event loop; cancelling `run()` stops at once but still flushes deletes and releases
@@ -108,7 +113,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
     ) -> None:
         validate_queue_url(queue.queue_url)
         if visibility_timeout is not None:
-            _check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
+            check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
         self.queue = queue
         self.dispatcher = dispatcher
         # The API call a dispatch makes ("Invoke"), counted per attempt; None in-process.
@@ -201,6 +206,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
         if self._ran:
             raise RuntimeError("Consumer.run() may be called only once; create a new Consumer")
         self._ran = True
+        await self._discover_visibility_timeout()
         loop = asyncio.get_running_loop()
         self._loop_time = loop.time
         self._stop_event = asyncio.Event()
@@ -253,6 +259,28 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
         return stats
 
     # -- phases ---------------------------------------------------------------------------
+
+    async def _discover_visibility_timeout(self) -> None:
+        """Read the queue's VisibilityTimeout when nothing gave one and the heartbeat wants it."""
+        config = self.config
+        if config.visibility_timeout is not None or self.visibility_timeout is not None:
+            return
+        get_attributes = getattr(self.queue, "get_attributes", None)
+        if config.max_visibility_extension <= 0 or get_attributes is None:
+            return
+        try:
+            attributes = await get_attributes(["VisibilityTimeout"])
+            vt = int(attributes["VisibilityTimeout"])
+            check_int("VisibilityTimeout", vt, 0, MAX_VISIBILITY)
+        except Exception as exc:  # AWS errors, a custom Queue's, a garbage answer
+            logger.warning(
+                "heartbeat off: the queue's VisibilityTimeout could not be read (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+            return
+        self.visibility_timeout = vt
+        logger.info("heartbeat uses the queue's VisibilityTimeout of %d s", vt)
 
     def _heartbeat_vt(self) -> int | None:
         config = self.config

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ._config import LambdaConfig, _check_range
+from ._config import LambdaConfig
 from ._exceptions import (
     AwsError,
     ConfigError,
@@ -25,19 +25,17 @@ from ._exceptions import (
     HandlerFailed,
     PayloadTooLarge,
 )
+from ._limits import EVENT_PAYLOAD_LIMIT, REQUEST_RESPONSE_PAYLOAD_LIMIT
 from ._payload import build_payload, queue_arn
 from ._protocols import LambdaInvoker
 from ._types import Message
 from ._user_call import UserCall
+from ._validate import check_range
 
 __all__ = ("CallableDispatcher", "LambdaDispatcher", "load_handler")
 
 logger = logging.getLogger("asyncloop")
 
-# Lambda's invoke payload limits: 6 MB synchronous; 1 MB asynchronous (raised from 256 KB in
-# 2025; set event_payload_limit lower if your account or region still has the old one).
-REQUEST_RESPONSE_PAYLOAD_LIMIT = 6 * 1024 * 1024
-EVENT_PAYLOAD_LIMIT = 1024 * 1024
 
 Handler = Callable[[Message], Any]
 
@@ -132,7 +130,7 @@ class CallableDispatcher:
     def __init__(self, func: Handler, *, thread_limit: int = 16) -> None:
         if not callable(func):
             raise ConfigError(f"handler must be callable, got {func!r}", field="handler")
-        _check_range("thread_limit", thread_limit, 1, 1024)
+        check_range("thread_limit", thread_limit, 1, 1024)
         self.func = func
         self._start = UserCall(func, limiter=anyio.CapacityLimiter(thread_limit)).start
 

@@ -18,9 +18,10 @@ import traceback
 from typing import TYPE_CHECKING
 
 from ._acker import Outcome, outcome_code
-from ._backoff import MAX_VISIBILITY, failure_visibility
+from ._backoff import failure_visibility
 from ._config import ConsumerConfig
 from ._exceptions import AwsError, PayloadTooLarge
+from ._limits import MAX_VISIBILITY
 from ._stats import Stats
 from ._types import Message
 

@@ -151,11 +151,11 @@ def sqs_batch_handler(
     failed unstarted (running them would break the group's order). Returns
     ``{"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}`` in record order.
     """
-    from ._config import _check_range
+    from ._validate import check_range
 
-    _check_range("max_concurrency", max_concurrency, 1, 10_000)
-    _check_range("start_margin", start_margin, 0.0, 900.0)
-    _check_range("cancel_margin", cancel_margin, 0.0, start_margin)
+    check_range("max_concurrency", max_concurrency, 1, 10_000)
+    check_range("start_margin", start_margin, 0.0, 900.0)
+    check_range("cancel_margin", cancel_margin, 0.0, start_margin)
     from ._user_call import UserCall
 
     call = UserCall(func)

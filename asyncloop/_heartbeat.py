@@ -20,23 +20,21 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._acker import OnDone, Outcome, outcome_code
-from ._backoff import MAX_VISIBILITY
 from ._config import ConsumerConfig
+from ._error_table import LEASE_GONE
+from ._limits import MAX_VISIBILITY
 from ._stats import Stats
 from ._types import BatchEntryFailure, Message
 
 if TYPE_CHECKING:
     from ._acker import Acker
 
-__all__ = ("LEASE_GONE", "Heartbeat")
+__all__ = ("Heartbeat",)
 
 logger = logging.getLogger("asyncloop")
 
 # The heartbeat checks a few times per visibility timeout, never in a tight loop.
 _HEARTBEAT_MIN_PERIOD = 0.05
-# Entry codes that say the lease is gone: another receive holds the message, or it was deleted
-# or became visible again.
-LEASE_GONE = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"})
 _LEASE_LOST = "asyncloop: lease lost"
 
 

@@ -7,13 +7,12 @@ the same semantics. Anything that satisfies these Protocols can be injected.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Protocol
 
+from ._limits import InvocationType
 from ._types import BatchEntryFailure, InvokeResult, Message
 
 __all__ = ("Dispatcher", "LambdaInvoker", "Queue")
-
-InvocationType = Literal["Event", "RequestResponse"]
 
 
 class Queue(Protocol):

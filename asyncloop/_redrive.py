@@ -28,10 +28,12 @@ from typing import Any, Final, Literal
 
 import anyio
 
-from ._aws import SqsQueue, map_errors
-from ._config import _check_range, validate_queue_url
+from ._aws import SqsQueue
+from ._error_table import map_errors
 from ._exceptions import AsyncloopError, AwsError, ConfigError
+from ._limits import MAX_BATCH, MAX_SEND_BATCH_BYTES, MAX_VISIBILITY, MAX_WAIT_TIME
 from ._types import Message
+from ._validate import check_range, validate_queue_url
 
 __all__ = (
     "CopyOptions",
@@ -48,10 +50,7 @@ logger = logging.getLogger("asyncloop.redrive")
 Method = Literal["auto", "native", "copy"]
 METHODS: Final[tuple[Method, ...]] = ("auto", "native", "copy")
 
-# SQS's limits: a message and a whole SendMessageBatch are at most 256 KiB; a move task moves
-# at most 500 messages a second.
-_MAX_PAYLOAD: Final = 262_144
-_MAX_BATCH: Final = 10
+# SQS's move tasks move at most 500 messages a second.
 _MAX_RATE: Final = 500
 
 # What an endpoint answers for an action it does not implement (AWS, fauxqs, LocalStack).
@@ -78,9 +77,9 @@ class CopyOptions:
 
     def __post_init__(self) -> None:
         if self.max_per_second is not None:
-            _check_range("max_per_second", self.max_per_second, 1, _MAX_RATE)
-        _check_range("visibility_timeout", self.visibility_timeout, 1, 43_200)
-        _check_range("wait_time_seconds", self.wait_time_seconds, 0, 20)
+            check_range("max_per_second", self.max_per_second, 1, _MAX_RATE)
+        check_range("visibility_timeout", self.visibility_timeout, 1, MAX_VISIBILITY)
+        check_range("wait_time_seconds", self.wait_time_seconds, 0, MAX_WAIT_TIME)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,7 +361,7 @@ def _chunks(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     size = 0
     for entry in entries:
         entry_size = _size(entry)
-        if current and (len(current) == _MAX_BATCH or size + entry_size > _MAX_PAYLOAD):
+        if current and (len(current) == MAX_BATCH or size + entry_size > MAX_SEND_BATCH_BYTES):
             chunks.append(current)
             current, size = [], 0
         current.append(entry)
@@ -467,9 +466,9 @@ class _Copy:
 
     async def run(self) -> str | None:
         while True:
-            want = _MAX_BATCH
+            want = MAX_BATCH
             if self.options.max_per_second is not None:
-                want = max(1, min(_MAX_BATCH, math.floor(self.options.max_per_second)))
+                want = max(1, min(MAX_BATCH, math.floor(self.options.max_per_second)))
             received = await self.dlq.receive(
                 max_messages=want,
                 wait_time_seconds=self.options.wait_time_seconds,

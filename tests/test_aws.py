@@ -16,14 +16,9 @@ import pytest
 from aiobotocore.response import AioReadTimeoutError
 from botocore import exceptions as bce
 
-from asyncloop._aws import (
-    ERROR_TABLE,
-    AioLambdaInvoker,
-    AwsClients,
-    SqsQueue,
-    map_errors,
-)
+from asyncloop._aws import AioLambdaInvoker, AwsClients, SqsQueue
 from asyncloop._config import AwsConfig
+from asyncloop._error_table import ERROR_TABLE, map_errors
 from asyncloop._exceptions import (
     AwsError,
     ConfigError,
@@ -252,7 +247,7 @@ def test_no_region_is_a_config_error() -> None:
     assert error.field == "region"
 
 
-def test_other_botocore_errors_become_aws_errors() -> None:
+def test_other_botocore_errors_become_error_table() -> None:
     # A ParamValidationError is our bug, but the core still must not see a botocore type
     original = bce.ParamValidationError(report="Unknown parameter")
     error = translate(original, queue_url=QUEUE_URL)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncloop import ConsumerConfig, _cli
+from asyncloop import AwsConfig, ConsumerConfig, _cli
 from asyncloop._cli import main
 from asyncloop._deploy.deploy import DeployResult, DeploySpec
 from asyncloop._stats import Stats
@@ -386,3 +386,65 @@ def test_deploy_refuses_a_malformed_worker_handler(
     assert len(err) == 1, err
     assert err[0].startswith(f"asyncloop: error: {expected}")
     assert deployed == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([*RUN, "--transport", "fast"], {}, "--transport must be one of sdk, lean, got 'fast'"),
+        (
+            RUN,
+            {"ASYNCLOOP_TRANSPORT": "fast"},
+            "ASYNCLOOP_TRANSPORT must be one of sdk, lean, got 'fast'",
+        ),
+    ],
+)
+def test_a_bad_transport_is_a_usage_error_naming_the_flag_or_variable(
+    argv: list[str],
+    env: dict[str, str],
+    expected: str,
+    started_runs: list[ConsumerConfig],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a transport that does not exist, on the command line or in its variable
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # WHEN the command starts
+    code = main(argv)
+    # THEN exit 2 with one line naming what the user set, and nothing ran
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"asyncloop: error: {expected}"]
+    assert started_runs == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (RUN, {}, "sdk"),
+        ([*RUN, "--transport", "lean"], {}, "lean"),
+        (RUN, {"ASYNCLOOP_TRANSPORT": "lean"}, "lean"),
+        ([*RUN, "--transport", "sdk"], {"ASYNCLOOP_TRANSPORT": "lean"}, "sdk"),
+    ],
+)
+def test_the_transport_reaches_the_runs_aws_config(
+    argv: list[str], env: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a run that records its AwsConfig instead of running
+    configs: list[AwsConfig] = []
+
+    async def fake_run(
+        queue_url: str, consumer_config: ConsumerConfig, aws_config: AwsConfig, *args: object
+    ) -> tuple[Stats, bool]:
+        configs.append(aws_config)
+        return Stats(), False
+
+    monkeypatch.setattr(_cli, "_run", fake_run)
+    for name in [name for name in os.environ if name.startswith("ASYNCLOOP_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # WHEN the command runs
+    assert main(argv) == 0
+    # THEN the flag, else its variable, else the default sdk picked the transport
+    assert [config.transport for config in configs] == [expected]

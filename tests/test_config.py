@@ -17,9 +17,9 @@ from asyncloop import (
     ConsumerConfig,
     LambdaConfig,
 )
-from asyncloop._config import validate_queue_url
 from asyncloop._loop.control import LoopPolicy
 from asyncloop._payload import queue_arn
+from asyncloop._validate import validate_queue_url
 from asyncloop.testing import FakeQueue
 
 

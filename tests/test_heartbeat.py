@@ -57,6 +57,68 @@ async def test_heartbeat_extends_a_long_dispatch_so_it_is_not_redelivered() -> N
 
 
 @pytest.mark.asyncio
+async def test_a_consumer_without_a_visibility_timeout_reads_the_queues_and_extends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a queue whose own visibility timeout is 1 s, a Consumer built directly with no
+    # visibility timeout anywhere (neither argument nor config), and a dispatch that outlives it
+    queue = VisibilityQueue(visibility_timeout=1)
+    message_id = queue.send("slow")
+    queue.calls_wanted = 2
+    release = anyio.Event()
+
+    async def handler(message: Message) -> None:
+        await release.wait()
+
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=ConsumerConfig(wait_time_seconds=0),
+    )
+    caplog.set_level(logging.INFO, logger="asyncloop")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        # WHEN two extensions have been sent
+        with anyio.fail_after(20):
+            await queue.enough_calls.wait()
+        # THEN the consumer read the queue's timeout, and the message was never received twice
+        assert consumer.visibility_timeout == 1
+        assert queue.receive_count_of(message_id) == 1
+        release.set()
+        consumer.stop()
+    assert consumer.stats.deleted == 1
+    assert set(queue.timeouts()) == {1}
+    assert "heartbeat uses the queue's VisibilityTimeout of 1 s" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_queue_whose_attributes_fail_leaves_the_heartbeat_off_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a queue whose GetQueueAttributes fails
+    queue = VisibilityQueue(visibility_timeout=30)
+    queue.send("one")
+
+    async def broken(names: object = ()) -> dict[str, str]:
+        raise RuntimeError("no attributes here")
+
+    queue.get_attributes = broken  # type: ignore[method-assign]
+    consumer = Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(lambda message: None),
+        config=ConsumerConfig(wait_time_seconds=0, until_empty=True),
+    )
+    caplog.set_level(logging.WARNING, logger="asyncloop")
+    # WHEN it runs until empty
+    with anyio.fail_after(20):
+        stats = await consumer.run()
+    # THEN the message is still consumed, and the warning says why the heartbeat is off
+    assert stats.deleted == 1
+    assert consumer.visibility_timeout is None
+    assert "heartbeat off: the queue's VisibilityTimeout could not be read" in caplog.text
+
+
+@pytest.mark.asyncio
 async def test_heartbeat_stops_at_the_extension_cap(caplog: pytest.LogCaptureFixture) -> None:
     # GIVEN at most 1 s of extension on a 1 s timeout
     queue = VisibilityQueue(visibility_timeout=1)

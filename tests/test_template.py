@@ -93,6 +93,7 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "sqs:GetQueueAttributes": {"Queue"},
         "sqs:SendMessage": {"TokenFailureQueue"},
         "lambda:InvokeFunction": {"WorkerFunction"},
+        "lambda:GetFunction": {"WorkerFunction"},
         "kinesis:PutRecord": {"TokenStream"},
         "kinesis:GetRecords": {"TokenStream"},
         "kinesis:GetShardIterator": {"TokenStream"},

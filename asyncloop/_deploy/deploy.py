@@ -24,8 +24,9 @@ from typing import Any, Final, Literal, Protocol
 
 import anyio
 
-from .._aws import AwsClients, map_errors
+from .._aws import AwsClients
 from .._config import AwsConfig
+from .._error_table import map_errors
 from .._exceptions import AsyncloopError, AwsError, ConfigError
 from .package import UNZIPPED_LIMIT, read_manifest
 

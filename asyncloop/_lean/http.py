@@ -28,8 +28,8 @@ from typing import Any
 
 import aiohttp
 
-from .._config import _check_range
 from .._exceptions import ConfigError
+from .._validate import check_range
 
 __all__ = ("HttpSettings", "open_session", "user_agent")
 
@@ -65,9 +65,9 @@ class HttpSettings:
     user_agent: str = ""
 
     def __post_init__(self) -> None:
-        _check_range("connect_timeout", self.connect_timeout, 0.1, 120.0)
-        _check_range("read_timeout", self.read_timeout, 1.0, 1000.0)
-        _check_range("pool_size", self.pool_size, 1, 10_000)
+        check_range("connect_timeout", self.connect_timeout, 0.1, 120.0)
+        check_range("read_timeout", self.read_timeout, 1.0, 1000.0)
+        check_range("pool_size", self.pool_size, 1, 10_000)
         if not isinstance(self.verify, bool | str) or self.verify == "":
             raise ConfigError(
                 f"verify must be True, False or a CA bundle path, got {self.verify!r}",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .._protocols import InvocationType
+from .._limits import InvocationType
 from .._types import InvokeResult
 from .service import ServiceChannel
 

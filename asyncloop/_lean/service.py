@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from .._aws import error_from_response, map_errors
+from .._error_table import error_from_response, map_errors
 from .._exceptions import AwsError, ClosedError
 from .credentials import CredentialSource
 from .http import HttpSettings, open_session

@@ -31,10 +31,13 @@ from typing import Any, Final
 import aiohttp
 import anyio
 
-from .._aws import _check_entries, _check_int, _failures
-from .._config import validate_queue_url
+from .._aws import batch_failures as _failures
 from .._exceptions import TransportError
+from .._limits import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
 from .._types import BatchEntryFailure, Message
+from .._validate import check_entries as _check_entries
+from .._validate import check_int as _check_int
+from .._validate import validate_queue_url
 from .service import ServiceChannel
 
 __all__ = ("LeanQueue", "message_attributes_md5")
@@ -151,8 +154,8 @@ class LeanQueue:
         visibility_timeout: int | None = None,
     ) -> list[Message]:
         """ReceiveMessage with every system and message attribute, MD5s checked."""
-        _check_int("max_messages", max_messages, 1, 10)
-        _check_int("wait_time_seconds", wait_time_seconds, 0, 20)
+        _check_int("max_messages", max_messages, 1, MAX_BATCH)
+        _check_int("wait_time_seconds", wait_time_seconds, 0, MAX_WAIT_TIME)
         request: dict[str, Any] = {
             "QueueUrl": self._queue_url,
             "MaxNumberOfMessages": max_messages,
@@ -163,7 +166,7 @@ class LeanQueue:
             "MessageAttributeNames": ["All"],
         }
         if visibility_timeout is not None:
-            _check_int("visibility_timeout", visibility_timeout, 0, 43_200)
+            _check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
             request["VisibilityTimeout"] = visibility_timeout
         poll_timeout = self._poll_timeout(wait_time_seconds)
         response = await self._call("ReceiveMessage", request, poll_timeout)
@@ -230,7 +233,7 @@ class LeanQueue:
         """ChangeMessageVisibilityBatch of ``(entry_id, receipt_handle, timeout_s)`` (0..43200)."""
         _check_entries("ChangeMessageVisibilityBatch", [entry_id for entry_id, _, _ in entries])
         for _, _, timeout in entries:
-            _check_int("visibility timeout", timeout, 0, 43_200)
+            _check_int("visibility timeout", timeout, 0, MAX_VISIBILITY)
         response = await self._call(
             "ChangeMessageVisibilityBatch",
             {

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from .._config import _build_from_env, _check_range
+from .._config import build_from_env
+from .._validate import check_range
 
 __all__ = (
     "CONTROL_ID",
@@ -235,19 +236,19 @@ class LoopPolicy:
     Default 1."""
 
     def __post_init__(self) -> None:
-        _check_range("min_loops", self.min_loops, 0, 1000)
-        _check_range("max_loops", self.max_loops, 1, 1000)
-        _check_range("min_loops", self.min_loops, 0, self.max_loops)
-        _check_range("scale_out_backlog", self.scale_out_backlog, 1, 10**9)
-        _check_range("idle_generations", self.idle_generations, 1, 100_000)
-        _check_range("heartbeat_limit", self.heartbeat_limit, 10.0, 86_400.0)
+        check_range("min_loops", self.min_loops, 0, 1000)
+        check_range("max_loops", self.max_loops, 1, 1000)
+        check_range("min_loops", self.min_loops, 0, self.max_loops)
+        check_range("scale_out_backlog", self.scale_out_backlog, 1, 10**9)
+        check_range("idle_generations", self.idle_generations, 1, 100_000)
+        check_range("heartbeat_limit", self.heartbeat_limit, 10.0, 86_400.0)
         if self.run_seconds is not None:
-            _check_range("run_seconds", self.run_seconds, 0.1, 900.0)
-        _check_range("put_attempts", self.put_attempts, 1, 20)
-        _check_range("put_backoff", self.put_backoff, 0.0, 2.0)
-        _check_range("control_budget", self.control_budget, 0.0, 30.0)
+            check_range("run_seconds", self.run_seconds, 0.1, 900.0)
+        check_range("put_attempts", self.put_attempts, 1, 20)
+        check_range("put_backoff", self.put_backoff, 0.0, 2.0)
+        check_range("control_budget", self.control_budget, 0.0, 30.0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> LoopPolicy:
         """Build from ``ASYNCLOOP_<FIELD>`` variables (``ASYNCLOOP_MAX_LOOPS=8``)."""
-        return _build_from_env(cls, environ, overrides)
+        return build_from_env(cls, environ, overrides)

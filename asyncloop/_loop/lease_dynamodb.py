@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._aws import map_errors
+from .._error_table import map_errors
 from .._exceptions import AwsError, ConditionFailed
 from .control import CONTROL_ID, ClaimOutcome, LeaseItem, LoopToken, claim_outcome
 from .lease import Control

@@ -1,9 +1,10 @@
 """The loop's settings from the Lambda environment, and its runtime wired on AWS clients.
 
 `LoopSettings.from_env` reads every ``ASYNCLOOP_*`` variable the loop and watchdog functions
-use, with Lambda-sized defaults; `build_aws_runtime` opens the clients and builds the
-`LoopRuntime` the runner drives: the DynamoDB lease store, the Kinesis token sink and a
-`Consumer` per run on the SQS queue and the worker function.
+use, with Lambda-sized defaults; `build_aws_runtime` wires the consumer through the one
+factory (`open_wiring`: clients, the queue's VisibilityTimeout and RedrivePolicy, the worker
+function's existence, ``ASYNCLOOP_TRANSPORT``) and builds the `LoopRuntime` the runner drives:
+the DynamoDB lease store, the Kinesis token sink and a `Consumer` per run.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import AwsConfig, ConsumerConfig, LambdaConfig, validate_queue_url
+from .._config import AwsConfig, ConsumerConfig, LambdaConfig
 from .._emf import NAMESPACE
 from .._exceptions import ConfigError
+from .._validate import queue_name, validate_queue_url
 from .control import LoopPolicy, LoopToken, safety_margin
 from .runner import COUNTERS, LoopRuntime
 
@@ -106,7 +108,7 @@ class KinesisTokenSink:
         self.stream_name = stream_name
 
     async def put(self, token: LoopToken) -> None:
-        from .._aws import map_errors
+        from .._error_table import map_errors
 
         with map_errors("PutRecord"):
             await self._client.put_record(
@@ -118,30 +120,27 @@ async def build_aws_runtime(settings: LoopSettings, stack: AsyncExitStack) -> Lo
     """The runtime on real clients (kept open on `stack` for the life of the process)."""
     import anyio
 
-    from .._aws import AioLambdaInvoker, AwsClients, SqsQueue
-    from .._consumer import Consumer
-    from .._dispatch import LambdaDispatcher
+    from .._wiring import open_wiring
     from .lease_dynamodb import DynamoLeaseStore
 
     consumer = settings.consumer
-    clients = await stack.enter_async_context(
-        AwsClients(settings.aws, pool_size=consumer.receivers + consumer.max_in_flight + 4)
+    wiring = await stack.enter_async_context(
+        open_wiring(
+            settings.queue_url,
+            lambda_config=settings.lambda_config,
+            config=consumer,
+            aws=settings.aws,
+        )
     )
-    queue = SqsQueue(clients.sqs, settings.queue_url)
-    dispatcher = LambdaDispatcher(
-        invoker=AioLambdaInvoker(clients.lambda_),
-        config=settings.lambda_config,
-        queue_url=settings.queue_url,
-        region=settings.aws.region,
-    )
+    clients = wiring.clients
 
     async def consume(run_for: float) -> Mapping[str, int]:
         config = dataclasses.replace(consumer, deadline=anyio.current_time() + run_for)
-        stats = await Consumer(queue=queue, dispatcher=dispatcher, config=config).run()
+        stats = await wiring.consumer(config).run()
         return {name: int(getattr(stats, name)) for name in COUNTERS}
 
     async def backlog() -> int:
-        attributes = await queue.get_attributes(["ApproximateNumberOfMessages"])
+        attributes = await wiring.control.get_attributes(["ApproximateNumberOfMessages"])
         return int(attributes.get("ApproximateNumberOfMessages", "0"))
 
     return LoopRuntime(
@@ -151,7 +150,7 @@ async def build_aws_runtime(settings: LoopSettings, stack: AsyncExitStack) -> Lo
         backlog=backlog,
         policy=settings.policy,
         margin=settings.margin,
-        dimensions={"Queue": settings.queue_url.rstrip("/").rsplit("/", 1)[-1]},
+        dimensions={"Queue": queue_name(settings.queue_url)},
         namespace=settings.metrics_namespace,
     )
 

@@ -86,6 +86,45 @@ async def test_run_until_empty_prints_json_last_and_exits_0(
     assert "message-1" not in result.stderr
 
 
+async def test_run_with_the_lean_transport_drains_a_queue(
+    moto_endpoint: str,
+    make_queue: MakeQueue,
+    make_function: MakeFunction,
+    send_messages: SendMessages,
+    count_messages: CountMessages,
+) -> None:
+    # GIVEN a queue with 30 messages and a function
+    queue = await make_queue()
+    function = await make_function()
+    await send_messages(queue.url, 30)
+    # WHEN the CLI drains it on the lean transport
+    result = await _run(
+        _cli(
+            "run",
+            "--queue-url",
+            queue.url,
+            "--function-name",
+            function,
+            "--endpoint-url",
+            moto_endpoint,
+            "--region",
+            "us-east-1",
+            "--transport",
+            "lean",
+            "--wait-time-seconds",
+            "0",
+            "--until-empty",
+            "--json",
+        )
+    )
+    # THEN exit 0, every message invoked and deleted, through the lean transport
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["received"] == summary["succeeded"] == summary["deleted"] >= 30
+    assert await count_messages(queue.url) == 0
+    assert "transport=lean" in result.stderr
+
+
 async def test_run_reads_its_flags_from_the_environment(
     moto_endpoint: str,
     make_queue: MakeQueue,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -523,3 +524,22 @@ def test_the_worker_deletes_what_the_dispatcher_sent_and_keeps_what_failed(
     )["Attributes"]
     assert int(attributes["ApproximateNumberOfMessages"]) == 0
     assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("transport", ["sdk", "lean"])
+async def test_the_loops_consumer_is_wired_by_the_factory_with_the_queues_timeout(
+    setup: Setup, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the loop's settings from its environment (the queue's VisibilityTimeout is 10 s,
+    # nothing configures one) and a transport by ASYNCLOOP_TRANSPORT
+    settings = LoopSettings.from_env({**setup.env, "ASYNCLOOP_TRANSPORT": transport})
+    caplog.set_level(logging.INFO, logger="asyncloop")
+    # WHEN its runtime is built and one short run consumes
+    async with AsyncExitStack() as stack:
+        runtime = await build_aws_runtime(settings, stack)
+        await runtime.consume(0.2)
+    # THEN the run's consumer started with its heartbeat on, the wiring having read the
+    # queue's timeout, on the transport asked for
+    assert "heartbeat=True" in caplog.text
+    assert f"transport={transport} visibility_timeout=10" in caplog.text
