@@ -262,9 +262,11 @@ class Acker:
             try:
                 failures = await lane.send(batch)
             except AwsError as exc:
+                self._stats.count_error(lane.operation)
                 for entry in batch:
                     self._settle(lane, entry, exc, retry=exc.retryable)
             except Exception as exc:  # a broken Queue implementation: log, count, go on
+                self._stats.count_error(lane.operation)
                 # The type only: an exception's text may quote receipt handles.
                 logger.warning("%s raised %s", lane.operation, type(exc).__name__)
                 logger.debug("%s traceback", lane.operation, exc_info=True)

@@ -60,7 +60,7 @@ from ._acker import Acker
 from ._backoff import next_empty_pause, receive_backoff
 from ._config import ConsumerConfig
 from ._dispatch_limit import DispatchLimit, ThrottledDispatch, capacity_low_water
-from ._exceptions import DispatchThrottled
+from ._exceptions import AwsError, DispatchThrottled
 from ._failures import FailedDispatch, log_receive_error
 from ._fifo import FifoGroups
 from ._heartbeat import Heartbeat
@@ -400,6 +400,7 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
                 )
             except Exception as exc:  # AWS errors, and whatever a custom Queue raises
                 capacity.give(taken)
+                stats.count_error("ReceiveMessage")
                 failures += 1
                 delay = receive_backoff(exc, failures)
                 log_receive_error(exc, delay)
@@ -543,6 +544,8 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
             try:
                 await self.dispatcher.dispatch(message)
             except DispatchThrottled as exc:
+                if operation is not None:
+                    stats.count_error(operation)
                 del running[message]
                 gate.give(1)
                 if self._lost and self._lost_meanwhile(message, task):
@@ -573,6 +576,8 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
                 self._drop_lost(message)
                 return False
             except Exception as exc:  # DispatchError, or a Dispatcher that raised something else
+                if operation is not None and isinstance(exc.__cause__, AwsError):
+                    stats.count_error(operation)  # the call itself failed, not the function
                 del running[message]
                 gate.give(1)
                 if self._lost and self._lost_meanwhile(message, task):

@@ -18,6 +18,7 @@ The families (all prefixed ``asyncloop_``):
 - ``in_flight_messages``, ``peak_in_flight_messages``, ``dispatch_limit`` (gauges).
 - ``dispatch_duration_seconds``: a histogram of the time from receive to a successful dispatch.
 - ``api_calls_total{operation}``: AWS calls made, by operation.
+- ``api_errors_total{operation}``: AWS calls that failed as a whole, by operation.
 
 The collector runs in the server's thread and reads counters the event loop writes; each read
 is atomic under the GIL, so a scrape may be a message or two behind, never torn.
@@ -150,6 +151,14 @@ class StatsCollector:
         for operation, n in sorted(dict(stats.api_calls).items()):
             calls.add_metric([operation], n)
         yield calls
+        errors = CounterMetricFamily(
+            "asyncloop_api_errors",
+            "AWS API calls that failed as a whole (throttles included), by operation.",
+            labels=["operation"],
+        )
+        for operation, n in sorted(dict(stats.api_errors).items()):
+            errors.add_metric([operation], n)
+        yield errors
 
 
 class MetricsServer:

@@ -195,6 +195,8 @@ class Stats:
     - `released`: messages made visible again at once (unstarted at stop, or cancelled);
       `release_failed`: releases that failed (the message returns after its visibility timeout).
     - `api_calls`: calls made, by operation name (ReceiveMessage, DeleteMessageBatch, Invoke, ...).
+    - `api_errors`: calls that failed as a whole (an AWS or transport error, throttles
+      included), by operation name; per-entry failures of a batch call are not counted here.
     - `receive_to_done` / `send_to_done`: latency from receive (or from ``SentTimestamp``) to
       the dispatch's success (a message whose ``SentTimestamp`` cannot be read is left out of
       `send_to_done`, and still deleted).
@@ -204,6 +206,7 @@ class Stats:
 
     __slots__ = (
         "api_calls",
+        "api_errors",
         "backed_off",
         "delete_failed",
         "deleted",
@@ -247,6 +250,7 @@ class Stats:
         self.dispatch_limit = 0
         self.dispatch_limit_min = 0
         self.api_calls: dict[str, int] = {}
+        self.api_errors: dict[str, int] = {}
         self.receive_to_done = LatencyHistogram()
         self.send_to_done = LatencyHistogram()
         self.started_at: float | None = None
@@ -273,6 +277,9 @@ class Stats:
 
     def count_call(self, operation: str, n: int = 1) -> None:
         self.api_calls[operation] = self.api_calls.get(operation, 0) + n
+
+    def count_error(self, operation: str, n: int = 1) -> None:
+        self.api_errors[operation] = self.api_errors.get(operation, 0) + n
 
     @property
     def duration_s(self) -> float:
@@ -301,6 +308,7 @@ class Stats:
         return {
             "counters": {name: getattr(self, name) for name in _COUNTERS},
             "api_calls": dict(self.api_calls),
+            "api_errors": dict(self.api_errors),
             "receive_to_done": self.receive_to_done.to_state(),
             "send_to_done": self.send_to_done.to_state(),
             "started_at": self.started_at,
@@ -319,6 +327,7 @@ class Stats:
                     raise ValueError(f"counter {name} must be an integer, got {value!r}")
                 setattr(stats, name, value)
             stats.api_calls = {str(k): int(v) for k, v in state["api_calls"].items()}
+            stats.api_errors = {str(k): int(v) for k, v in state.get("api_errors", {}).items()}
             stats.receive_to_done = LatencyHistogram.from_state(state["receive_to_done"])
             stats.send_to_done = LatencyHistogram.from_state(state["send_to_done"])
             for name in ("started_at", "stopped_at", "last_success_at"):
@@ -348,6 +357,8 @@ class Stats:
                 setattr(out, name, getattr(out, name) + getattr(part, name))
             for operation, n in part.api_calls.items():
                 out.count_call(operation, n)
+            for operation, n in part.api_errors.items():
+                out.count_error(operation, n)
             out.receive_to_done.merge(part.receive_to_done)
             out.send_to_done.merge(part.send_to_done)
             durations.append(part.duration_s)

@@ -662,6 +662,7 @@ async def test_non_aws_receive_errors_back_off_and_the_run_goes_on(
     assert len(queue) == 0
     assert "ConnectionResetError: [Errno 104] Connection reset by peer" in caplog.text
     assert "KeyError: 'Messages'" in caplog.text
+    assert stats.api_errors == {"ReceiveMessage": 2}
 
 
 class OneByOne:

@@ -49,6 +49,8 @@ async def test_throttling_storm_with_max_receive_count_2(adaptive: bool) -> None
         stats = await Consumer(queue=queue, dispatcher=dispatcher, config=config).run()
 
     assert stats.throttled > 0
+    # every throttled Invoke is an API error of that operation
+    assert stats.api_errors.get("Invoke") == stats.throttled
     if adaptive:
         # THEN the limit came down, every message ran once, none was received twice, and no
         # good message reached the DLQ

@@ -57,6 +57,7 @@ def test_scrape_serves_every_family_with_the_stats_values() -> None:
         stats.receive_to_done.record(seconds)
     stats.count_call("ReceiveMessage", 6)
     stats.count_call("DeleteMessageBatch")
+    stats.count_error("ReceiveMessage", 2)
     threads_before = set(threading.enumerate())
 
     # WHEN the endpoint is scraped over HTTP on 127.0.0.1
@@ -77,6 +78,7 @@ def test_scrape_serves_every_family_with_the_stats_values() -> None:
     assert samples["asyncloop_dispatch_limit"] == 32
     assert samples["asyncloop_api_calls_total{operation=ReceiveMessage}"] == 6
     assert samples["asyncloop_api_calls_total{operation=DeleteMessageBatch}"] == 1
+    assert samples["asyncloop_api_errors_total{operation=ReceiveMessage}"] == 2
     # the histogram puts each duration under its bucket and agrees with its count and sum,
     bucket = "asyncloop_dispatch_duration_seconds_bucket"
     assert samples[f"{bucket}{{le=0.005}}"] == 1
