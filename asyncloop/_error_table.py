@@ -230,7 +230,7 @@ def error_from_response(
         rule = ERROR_TABLE[alt_code]
     else:
         rule = _rule_for(code, status)
-    where = _describe(operation, queue_url, function_name, table)
+    where = _call_site(operation, queue_url, function_name, table)
     text = f"{where} failed: {code}: {message}" if message else f"{where} failed: {code}"
     return _build(
         rule.error,
@@ -245,7 +245,7 @@ def error_from_response(
     )
 
 
-def _describe(
+def _call_site(
     operation: str, queue_url: str | None, function_name: str | None, table: str | None = None
 ) -> str:
     target = queue_url or function_name or (f"table {table!r}" if table else None)
@@ -266,7 +266,7 @@ def _translate(
     # Only the error path pays for importing botocore (already loaded if a client ran)
     from botocore import exceptions as bce
 
-    where = _describe(operation, queue_url, function_name, table)
+    where = _call_site(operation, queue_url, function_name, table)
     context: dict[str, Any] = {
         "operation": operation,
         "queue_url": queue_url,

@@ -278,7 +278,7 @@ async def _upload(s3: Any, bucket: str, key: str, data: bytes, report: Reporter)
     report(f"uploaded s3://{bucket}/{key} ({len(data) / 2**20:.1f} MiB)")
 
 
-async def _describe(cf: Any, stack_name: str) -> dict[str, Any] | None:
+async def _describe_stack(cf: Any, stack_name: str) -> dict[str, Any] | None:
     try:
         with map_errors("DescribeStacks"):
             answer = await cf.describe_stacks(StackName=stack_name)
@@ -313,7 +313,7 @@ async def _wait(cf: Any, spec: DeploySpec, goal: frozenset[str]) -> dict[str, An
     try:
         with anyio.fail_after(spec.timeout):
             while True:
-                stack = await _describe(cf, spec.stack_name)
+                stack = await _describe_stack(cf, spec.stack_name)
                 status = "DELETE_COMPLETE" if stack is None else str(stack["StackStatus"])
                 if not status.endswith("_IN_PROGRESS"):
                     break
@@ -398,7 +398,7 @@ async def _deploy(
         # The template creates IAM roles (unnamed, so CAPABILITY_IAM suffices)
         "Capabilities": ["CAPABILITY_IAM"],
     }
-    existing = await _describe(cf, spec.stack_name)
+    existing = await _describe_stack(cf, spec.stack_name)
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
         say(f"stack {spec.stack_name} is ROLLBACK_COMPLETE from a failed create: deleting it")
         with map_errors("DeleteStack"):
