@@ -14,8 +14,8 @@ from ``botocore.retries.standard``, fed the same `RetryContext` botocore builds:
 
 The loop costs nothing on a first-attempt success but one ``release_retry_quota`` call.
 aiohttp's exceptions are turned into the botocore exceptions aiobotocore raises for the same
-failure, so the checkers (and later `asyncloop._aws.map_errors`) see what they see on the sdk
-path.
+failure, so the checkers (and later `asyncloop._error_table.map_errors`) see what they see on
+the sdk path.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Credentials come from the client's credentials object for every request through
 advisory refresh point, then ``get_frozen_credentials()`` refreshes them as on the sdk path):
 never stale. Error answers (the rare path) are parsed by the client's own botocore parser, so the
 error code is the one botocore reports (``__type``, ``x-amzn-query-error``,
-``x-amzn-ErrorType``), and mapped by `asyncloop._aws.error_from_response` through the one
+``x-amzn-ErrorType``), and mapped by `asyncloop._error_table.error_from_response` through the one
 table.
 """
 
