@@ -169,6 +169,28 @@ def batch_failures(response: Mapping[str, Any]) -> list[BatchEntryFailure]:
     ]
 
 
+def receive_request(
+    queue_url: str, *, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None
+) -> dict[str, Any]:
+    """ReceiveMessage's parameters, checked, asking for every system and message attribute:
+    one shape for both transports (`SqsQueue` and the lean `LeanQueue`)."""
+    check_int("max_messages", max_messages, 1, MAX_BATCH)
+    check_int("wait_time_seconds", wait_time_seconds, 0, MAX_WAIT_TIME)
+    request: dict[str, Any] = {
+        "QueueUrl": queue_url,
+        "MaxNumberOfMessages": max_messages,
+        "WaitTimeSeconds": wait_time_seconds,
+        # MessageSystemAttributeNames replaces AttributeNames; older endpoints know only that
+        "MessageSystemAttributeNames": ["All"],
+        "AttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+    if visibility_timeout is not None:
+        check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
+        request["VisibilityTimeout"] = visibility_timeout
+    return request
+
+
 class SqsQueue:
     """The `Queue` protocol over an aiobotocore SQS client (the caller owns the client).
 
@@ -195,20 +217,12 @@ class SqsQueue:
         visibility_timeout: int | None = None,
     ) -> list[Message]:
         """ReceiveMessage with every system and message attribute."""
-        check_int("max_messages", max_messages, 1, MAX_BATCH)
-        check_int("wait_time_seconds", wait_time_seconds, 0, MAX_WAIT_TIME)
-        kwargs: dict[str, Any] = {
-            "QueueUrl": self._queue_url,
-            "MaxNumberOfMessages": max_messages,
-            "WaitTimeSeconds": wait_time_seconds,
-            # MessageSystemAttributeNames replaces AttributeNames; older endpoints know only that
-            "MessageSystemAttributeNames": ["All"],
-            "AttributeNames": ["All"],
-            "MessageAttributeNames": ["All"],
-        }
-        if visibility_timeout is not None:
-            check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
-            kwargs["VisibilityTimeout"] = visibility_timeout
+        kwargs = receive_request(
+            self._queue_url,
+            max_messages=max_messages,
+            wait_time_seconds=wait_time_seconds,
+            visibility_timeout=visibility_timeout,
+        )
         with map_errors("ReceiveMessage", queue_url=self._queue_url):
             response = await self._client.receive_message(**kwargs)
         received_at = anyio.current_time()

@@ -32,8 +32,9 @@ import aiohttp
 import anyio
 
 from .._aws import batch_failures as _failures
+from .._aws import receive_request
 from .._exceptions import TransportError
-from .._limits import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
+from .._limits import MAX_VISIBILITY
 from .._types import BatchEntryFailure, Message
 from .._validate import check_entries as _check_entries
 from .._validate import check_int as _check_int
@@ -154,20 +155,12 @@ class LeanQueue:
         visibility_timeout: int | None = None,
     ) -> list[Message]:
         """ReceiveMessage with every system and message attribute, MD5s checked."""
-        _check_int("max_messages", max_messages, 1, MAX_BATCH)
-        _check_int("wait_time_seconds", wait_time_seconds, 0, MAX_WAIT_TIME)
-        request: dict[str, Any] = {
-            "QueueUrl": self._queue_url,
-            "MaxNumberOfMessages": max_messages,
-            "WaitTimeSeconds": wait_time_seconds,
-            # As SqsQueue asks: MessageSystemAttributeNames, and AttributeNames for older endpoints
-            "MessageSystemAttributeNames": ["All"],
-            "AttributeNames": ["All"],
-            "MessageAttributeNames": ["All"],
-        }
-        if visibility_timeout is not None:
-            _check_int("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
-            request["VisibilityTimeout"] = visibility_timeout
+        request = receive_request(
+            self._queue_url,
+            max_messages=max_messages,
+            wait_time_seconds=wait_time_seconds,
+            visibility_timeout=visibility_timeout,
+        )
         poll_timeout = self._poll_timeout(wait_time_seconds)
         response = await self._call("ReceiveMessage", request, poll_timeout)
         received_at = anyio.current_time()
