@@ -304,7 +304,11 @@ async def test_a_failed_child_stops_the_others_gracefully_and_the_run_fails(
     # GIVEN a child that waits for SIGTERM and one that fails once the first is ready
     marker = tmp_path / "ready"
     waiting = _WAITS_FOR_SIGTERM.format(n=7, key=STATE_KEY)
-    waiting = waiting.replace('print("ready', f"open({str(marker)!r}, 'w').close()\nprint(\"ready")
+    # The marker is made after the ready lines are written: a SIGTERM any earlier would
+    # stop the child before it printed them.
+    ready = 'print("ready\\nsecond line", file=sys.stderr, flush=True)\n'
+    assert ready in waiting
+    waiting = waiting.replace(ready, ready + f"open({str(marker)!r}, 'w').close()\n")
     argvs = [
         [sys.executable, "-c", textwrap.dedent(waiting)],
         [sys.executable, "-c", _FAILS.format(marker=str(marker))],
