@@ -15,23 +15,9 @@ The other concerns live in their own modules, as parts (mixins) of `Consumer`:
 `_dispatch_limit` (the AIMD dispatch limit L, which the capacity follows, and throttle
 retries), `_heartbeat` (visibility extensions and lease loss), `_fifo` (group ordering),
 `_failures` (failed dispatches: log lines and backoff), `_until_empty` (when a drained queue
-ends the run); `_backoff` holds the arithmetic,
-`_slots` the one waiting primitive (capacity, dispatch limit, the acker's room). This module
-stays over the 400-line guide (about 560): the run's phases and stop, the receivers and the
-worker's dispatch path share the held/running state and are read together.
-
-Stopping (deadline, `until_empty`, `stop()`, or cancellation of `run()`): one deadline,
-`shutdown_grace` after the stop began, bounds steps 1 and 2 together:
-1. stop receiving: receivers waiting for capacity or backing off leave at once; a receive
-   already under way may finish until the deadline (what it returns is released) and is
-   abandoned there (what it would have returned comes back after its visibility timeout);
-   no receive starts after the stop, and none before it waits past a `duration`/`deadline`;
-2. drain: dispatches under way may finish until the same deadline, then are cancelled;
-3. in a shielded scope bounded by `ack_flush_timeout`: release (visibility 0) every message
-   received but not finished, and flush every pending delete.
-So a stop takes at most `shutdown_grace` + `ack_flush_timeout` (a cancelled `run()`: at most
-`ack_flush_timeout`), as long as a cancelled dispatch ends when cancelled: a handler that
-shields itself from cancellation holds the stop until it returns.
+ends the run), `_receive_window` (the opt-in receive batching window), `_stopping` (the
+stop's one deadline, the drain, the shielded release and flush); `_backoff` holds the
+arithmetic, `_slots` the one waiting primitive (capacity, dispatch limit, the acker's room).
 
 `until_empty` stops once every receiver got an empty answer (receives then wait at most 1 s),
 nothing is held or being released, and no message released after a throttle with a delay is
@@ -66,8 +52,10 @@ from ._fifo import FifoGroups
 from ._heartbeat import Heartbeat
 from ._limits import MAX_VISIBILITY
 from ._protocols import Dispatcher, Queue
+from ._receive_window import ReceiveWindow
 from ._slots import Slots
 from ._stats import Stats
+from ._stopping import Stopping
 from ._types import Message
 from ._until_empty import UntilEmpty
 from ._validate import check_int, validate_queue_url
@@ -82,7 +70,9 @@ logger = logging.getLogger("asyncloop")
 _UNTIL_EMPTY_WAIT = 1
 
 
-class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEmpty):
+class Consumer(
+    FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEmpty, Stopping, ReceiveWindow
+):
     """Consumes one queue until a stop condition, dispatching each message once per receive.
 
     ::
@@ -182,25 +172,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
         metrics read it)."""
         return self._dispatch_limit.value
 
-    @property
-    def stopping(self) -> bool:
-        """True once a stop was asked for (or a stop condition was met)."""
-        return self._stopping
-
-    def stop(self) -> None:
-        """Ask for a graceful stop. Idempotent; returns at once."""
-        if self._stopping:
-            return
-        self._stopping = True
-        if self._ran:
-            # One deadline for the whole stop: receivers and the drain share it.
-            self._stop_deadline = self._loop_time() + self.config.shutdown_grace
-        self._capacity.close()
-        if self._stop_event is not None:
-            self._stop_event.set()
-        if self._news is not None:
-            self._news.set()
-
     async def run(self) -> Stats:
         """Run until a stop condition; return the statistics."""
         if self._ran:
@@ -260,37 +231,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
 
     # -- phases ---------------------------------------------------------------------------
 
-    async def _discover_visibility_timeout(self) -> None:
-        """Read the queue's VisibilityTimeout when nothing gave one and the heartbeat wants it."""
-        config = self.config
-        if config.visibility_timeout is not None or self.visibility_timeout is not None:
-            return
-        get_attributes = getattr(self.queue, "get_attributes", None)
-        if config.max_visibility_extension <= 0 or get_attributes is None:
-            return
-        try:
-            attributes = await get_attributes(["VisibilityTimeout"])
-            vt = int(attributes["VisibilityTimeout"])
-            check_int("VisibilityTimeout", vt, 0, MAX_VISIBILITY)
-        except Exception as exc:  # AWS errors, a custom Queue's, a garbage answer
-            logger.warning(
-                "heartbeat off: the queue's VisibilityTimeout could not be read (%s: %s)",
-                type(exc).__name__,
-                exc,
-            )
-            return
-        self.visibility_timeout = vt
-        logger.info("heartbeat uses the queue's VisibilityTimeout of %d s", vt)
-
-    def _heartbeat_vt(self) -> int | None:
-        config = self.config
-        vt = config.visibility_timeout
-        if vt is None:
-            vt = self.visibility_timeout
-        if not vt or config.max_visibility_extension <= 0:
-            return None
-        return vt
-
     async def _run_until_stopped(self) -> None:
         config = self.config
         assert self._stop_event is not None
@@ -313,59 +253,8 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
                     # there (what it would have returned comes back after its visibility
                     # timeout).
                     receiving.deadline = self._stop_deadline
-            # The drain shares that deadline: time the receivers took is not given again.
-            with anyio.CancelScope(deadline=self._stop_deadline) as grace:
-                while self._held:
-                    self._drained.clear()
-                    await self._drained.wait()
-            if grace.cancelled_caught:
-                logger.warning(
-                    "%d dispatch(es) still running after shutdown_grace=%ss: cancelling them "
-                    "and releasing their messages",
-                    len(self._running),
-                    config.shutdown_grace,
-                )
+            await self._drain()
             work_group.cancel_scope.cancel()
-
-    async def _stop_at_deadline(self, deadline: float) -> None:
-        assert self._stop_event is not None
-        with anyio.move_on_after(max(0.0, deadline - self._loop_time())) as timer:
-            await self._stop_event.wait()
-        if timer.cancelled_caught:
-            logger.info("deadline reached: stopping")
-            self.stop()
-
-    async def _finish(self, acker: Acker) -> None:
-        """Release what was received but not finished; flush every pending ack."""
-        with anyio.move_on_after(self.config.ack_flush_timeout) as scope:
-            cancelled = unstarted = 0
-            for message in self._held:
-                if message in self._lost:
-                    continue  # the lease is gone: nothing to release
-                acker.release(message)
-                if message in self._running:
-                    cancelled += 1
-                else:
-                    unstarted += 1
-            if unstarted or cancelled:
-                logger.info(
-                    "releasing %d unstarted and %d cancelled message(s) (visibility 0)",
-                    unstarted,
-                    cancelled,
-                )
-            while not self._handoff.empty():
-                self._handoff.get_nowait()
-            self._running.clear()
-            self._held.clear()
-            self._groups.clear()
-            await acker.close()
-        if scope.cancelled_caught:
-            logger.warning(
-                "ack_flush_timeout=%ss reached with %d delete(s)/release(s) unsent: those "
-                "messages will be delivered again",
-                self.config.ack_flush_timeout,
-                acker.pending,
-            )
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -442,30 +331,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
                 return
             self._hand_off(messages)
 
-    async def _fill_batch(self, taken: int, window: float) -> int:
-        """Holding `taken` free slots, take more as they free, until a whole batch (or the
-        whole capacity, when smaller) or `window` seconds passed; return all taken, or 0
-        (every slot given back) on a stop.
-
-        Only capacity waits here, never a message: the receive that follows asks SQS for
-        what was taken, so the backpressure rule stands."""
-        capacity = self._capacity
-        try:
-            with anyio.move_on_after(window):
-                # `total` again each time: a throttle may lower it meanwhile.
-                while taken < min(self.config.batch_size, capacity.total):
-                    more = await capacity.take(min(self.config.batch_size, capacity.total) - taken)
-                    if more == 0:  # closed: a stop began
-                        break
-                    taken += more
-        except BaseException:  # cancellation: never swallowed, the slots go back
-            capacity.give(taken)
-            raise
-        if self._stopping:
-            capacity.give(taken)
-            return 0
-        return taken
-
     def _wait_time(self) -> int:
         config = self.config
         wait = config.wait_time_seconds
@@ -476,12 +341,6 @@ class Consumer(FifoGroups, ThrottledDispatch, Heartbeat, FailedDispatch, UntilEm
             left = int(self._deadline - self._loop_time())
             wait = max(0, min(wait, left))
         return wait
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake at once on stop."""
-        assert self._stop_event is not None
-        with anyio.move_on_after(seconds):
-            await self._stop_event.wait()
 
     # -- dispatching ----------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ The heartbeat extends held messages near their visibility deadline (less than ha
 visibility timeout left, by the timeout again, up to `max_visibility_extension` in total and
 SQS's 12 hours). An extension that finds the receipt handle invalid (`LEASE_GONE`) loses the
 lease: the message's dispatch is cancelled, or the message is dropped where it waits; it is
-never deleted or released (SQS owns it again).
+never deleted or released (SQS owns it again). With no visibility timeout given, a run first
+asks the queue for its own (`_discover_visibility_timeout`), so the heartbeat is not silently
+off.
 
 A part of `Consumer` (a mixin over its state).
 """
@@ -23,8 +25,10 @@ from ._acker import OnDone, Outcome, outcome_code
 from ._config import ConsumerConfig
 from ._error_table import LEASE_GONE
 from ._limits import MAX_VISIBILITY
+from ._protocols import Queue
 from ._stats import Stats
 from ._types import BatchEntryFailure, Message
+from ._validate import check_int
 
 if TYPE_CHECKING:
     from ._acker import Acker
@@ -46,6 +50,8 @@ class Heartbeat:
 
     config: ConsumerConfig
     stats: Stats
+    queue: Queue
+    visibility_timeout: int | None
     _acker: Acker | None
     _loop_time: Callable[[], float]
     _capped: set[Message]
@@ -76,6 +82,37 @@ class Heartbeat:
         return True
 
     # -- heartbeat and lease loss ---------------------------------------------------------
+
+    async def _discover_visibility_timeout(self) -> None:
+        """Read the queue's VisibilityTimeout when nothing gave one and the heartbeat wants it."""
+        config = self.config
+        if config.visibility_timeout is not None or self.visibility_timeout is not None:
+            return
+        get_attributes = getattr(self.queue, "get_attributes", None)
+        if config.max_visibility_extension <= 0 or get_attributes is None:
+            return
+        try:
+            attributes = await get_attributes(["VisibilityTimeout"])
+            vt = int(attributes["VisibilityTimeout"])
+            check_int("VisibilityTimeout", vt, 0, MAX_VISIBILITY)
+        except Exception as exc:  # AWS errors, a custom Queue's, a garbage answer
+            logger.warning(
+                "heartbeat off: the queue's VisibilityTimeout could not be read (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
+            return
+        self.visibility_timeout = vt
+        logger.info("heartbeat uses the queue's VisibilityTimeout of %d s", vt)
+
+    def _heartbeat_vt(self) -> int | None:
+        config = self.config
+        vt = config.visibility_timeout
+        if vt is None:
+            vt = self.visibility_timeout
+        if not vt or config.max_visibility_extension <= 0:
+            return None
+        return vt
 
     async def _heartbeat(self, vt: int) -> None:
         """Extend held messages with less than half of `vt` left, by `vt` again, up to the
