@@ -26,6 +26,8 @@ __all__ = ("build_payload", "parse_seed_payload", "parse_sqs_event", "queue_arn"
 
 _SQS_HOST = re.compile(r"^https?://sqs[.-](?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# A JSON string literal, quotes included, escaped exactly as `_dumps` escapes one.
+_string = json.encoder.encode_basestring
 
 
 def queue_arn(queue_url: str, region: str | None = None) -> str:
@@ -44,43 +46,67 @@ def build_payload(
     `payload` is ``"seed"`` or ``"sqs-event"`` (module docstring); `queue_url` goes into the
     record, and the ``sqs-event`` shape's ``eventSourceARN`` is `source_arn`, else derived from
     `queue_url`. Public so a worker's tests can build the exact event it will receive.
+
+    The JSON is the compact form ``json`` writes for the record as a dict (same keys, same
+    order, no ASCII escaping), put together from json's own string escaper around fixed
+    key text: one payload a message makes this the dispatch path's largest single cost, and
+    the joined form takes about half the time of encoding the dict.
     """
     if payload == "seed":
-        record: dict[str, Any] = {
-            "sqs": {
-                "QueueUrl": queue_url,
-                "MessageId": message.message_id,
-                "ReceiptHandle": message.receipt_handle,
-                "MD5OfBody": message.md5_of_body,
-                "Body": message.body,
-            }
-        }
+        attributes = message.attributes
+        group = attributes.get("MessageGroupId")
         # FIFO ids travel with the record so a worker can see ordering context.
-        group = message.attributes.get("MessageGroupId")
+        fifo = ""
         if group is not None:
-            record["sqs"]["MessageGroupId"] = group
-            dedup = message.attributes.get("MessageDeduplicationId")
+            fifo = ',"MessageGroupId":' + _string(group)
+            dedup = attributes.get("MessageDeduplicationId")
             if dedup is not None:
-                record["sqs"]["MessageDeduplicationId"] = dedup
+                fifo += ',"MessageDeduplicationId":' + _string(dedup)
+        text = (
+            '{"Records":[{"sqs":{"QueueUrl":'
+            + _string(queue_url)
+            + ',"MessageId":'
+            + _string(message.message_id)
+            + ',"ReceiptHandle":'
+            + _string(message.receipt_handle)
+            + ',"MD5OfBody":'
+            + _string(message.md5_of_body)
+            + ',"Body":'
+            + _string(message.body)
+            + fifo
+            + "}}]}"
+        )
     elif payload == "sqs-event":
         arn = source_arn or queue_arn(queue_url)
-        record = {
-            "messageId": message.message_id,
-            "receiptHandle": message.receipt_handle,
-            "body": message.body,
-            "attributes": dict(message.attributes),
-            "messageAttributes": _event_attributes(message.message_attributes),
-            "md5OfBody": message.md5_of_body,
-            "eventSource": "aws:sqs",
-            "eventSourceARN": arn,
-            "awsRegion": arn.split(":")[3],
-        }
+        text = (
+            '{"Records":[{"messageId":'
+            + _string(message.message_id)
+            + ',"receiptHandle":'
+            + _string(message.receipt_handle)
+            + ',"body":'
+            + _string(message.body)
+            + ',"attributes":'
+            + _string_map(message.attributes)
+            + ',"messageAttributes":'
+            + (
+                _dumps(_event_attributes(message.message_attributes))
+                if message.message_attributes
+                else "{}"
+            )
+            + ',"md5OfBody":'
+            + _string(message.md5_of_body)
+            + ',"eventSource":"aws:sqs","eventSourceARN":'
+            + _string(arn)
+            + ',"awsRegion":'
+            + _string(arn.split(":")[3])
+            + "}]}"
+        )
     else:
         raise ConfigError(
             f"payload must be one of seed, sqs-event, got {payload!r}", field="payload"
         )
     try:
-        return _dumps({"Records": [record]}).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         # A lone surrogate: no UTF-8 form, so no JSON payload Lambda would accept. Say where,
         # never what (the body is not logged).
@@ -89,6 +115,14 @@ def build_payload(
             f"payload offset {exc.start}); it fails until the queue's redrive policy moves it",
             message_id=message.message_id,
         ) from None
+
+
+def _string_map(mapping: Mapping[str, str]) -> str:
+    """A JSON object of string values, as `_dumps` writes it (anything else goes to it)."""
+    try:
+        return "{" + ",".join([_string(k) + ":" + _string(v) for k, v in mapping.items()]) + "}"
+    except TypeError:  # a value that is not a string
+        return _dumps(dict(mapping))
 
 
 def _event_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
