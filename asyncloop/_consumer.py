@@ -18,6 +18,9 @@ retries), `_heartbeat` (visibility extensions and lease loss), `_fifo` (group or
 ends the run), `_receive_window` (the opt-in receive batching window), `_stopping` (the
 stop's one deadline, the drain, the shielded release and flush); `_backoff` holds the
 arithmetic, `_slots` the one waiting primitive (capacity, dispatch limit, the acker's room).
+This module stays a little over the 400-line guide (about 470): the run's phases, the
+receivers, the hand-off and the worker's dispatch path share the held/running state and are
+read together, top to bottom.
 
 `until_empty` stops once every receiver got an empty answer (receives then wait at most 1 s),
 nothing is held or being released, and no message released after a throttle with a delay is
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -120,39 +122,21 @@ class Consumer(
         )
         self._fifo = queue.queue_url.rstrip("/").endswith(".fifo")
         self._groups: dict[str, deque[Message]] = {}
-        self._stopping = False
-        self._ran = False
-        self._stop_event: asyncio.Event | None = None
         # Every message received and not finished, with its visibility deadline (event-loop clock).
         self._held: dict[Message, float] = {}
-        self._drained: asyncio.Event | None = None
         self._handoff: asyncio.Queue[Message] = asyncio.Queue()
         self._workers = 0
         self._idle_workers = 0
         # Messages whose dispatch is under way, and the task awaiting it.
         self._running: dict[Message, asyncio.Task[object]] = {}
-        # Heartbeat: extensions under way; the first deadline of extended messages; messages
-        # at their extension cap (warned once).
-        self._extending: set[Message] = set()
-        self._first_deadline: dict[Message, float] = {}
-        self._capped: set[Message] = set()
-        self._lost: set[Message] = set()
         self._acker: Acker | None = None
         self._deadline: float | None = None
-        # When a stop under way must be done receiving and draining (event-loop clock).
-        self._stop_deadline = math.inf
-        # Messages whose dispatch the lease loss cancelled (the cancel is still counted on the
-        # worker's task until it is taken back).
-        self._lease_cancelled: set[Message] = set()
-        # until_empty: when the last message this run released with a delay (a throttled one)
-        # becomes visible again (event-loop clock).
-        self._hidden_until = -math.inf
         self._bad_timestamps = 0
-        # until_empty: receivers that got an empty answer and wait for news.
-        self._parked = 0
-        self._news: asyncio.Event | None = None
         self._work_group: anyio.abc.TaskGroup | None = None
         self._loop_time = time.monotonic
+        self._init_stopping()
+        self._init_heartbeat()
+        self._init_until_empty()
 
     # -- public ---------------------------------------------------------------------------
 
@@ -425,10 +409,7 @@ class Consumer(
                     return False
                 # Ours (the heartbeat found the lease lost) unless someone else cancels too:
                 # then the message stays held, and _finish releases it.
-                if message not in self._lease_cancelled:
-                    raise
-                self._lease_cancelled.discard(message)
-                if task.uncancel() > 0:
+                if not self._lease_cancel_taken_back(message, task):
                     raise
                 del running[message]
                 gate.give(1)

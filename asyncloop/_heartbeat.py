@@ -69,6 +69,17 @@ class Heartbeat:
 
         def _next_in_group(self, message: Message, ok: bool) -> Message | None: ...
 
+    def _init_heartbeat(self) -> None:
+        # Extensions under way; the first deadline of extended messages; messages at their
+        # extension cap (warned once); messages whose lease is lost.
+        self._extending = set()
+        self._first_deadline = {}
+        self._capped = set()
+        self._lost = set()
+        # Messages whose dispatch the lease loss cancelled (the cancel is still counted on the
+        # worker's task until it is taken back).
+        self._lease_cancelled = set()
+
     def _lost_meanwhile(self, message: Message, task: asyncio.Task[object]) -> bool:
         """Whether `message`'s lease was lost during a dispatch that then ended without
         raising our cancellation (the dispatcher swallowed it): take the cancel back from
@@ -80,6 +91,14 @@ class Heartbeat:
             task.uncancel()
         self._drop_lost(message)
         return True
+
+    def _lease_cancel_taken_back(self, message: Message, task: asyncio.Task[object]) -> bool:
+        """`message`'s dispatch ended in a cancellation of `task`: True if the lease loss's
+        cancel was the only one (taken back from `task`), False if it must propagate."""
+        if message not in self._lease_cancelled:
+            return False
+        self._lease_cancelled.discard(message)
+        return task.uncancel() == 0
 
     # -- heartbeat and lease loss ---------------------------------------------------------
 

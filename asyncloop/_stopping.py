@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -57,6 +58,14 @@ class Stopping:
     _stop_deadline: float
     _stop_event: asyncio.Event | None
     _stopping: bool
+
+    def _init_stopping(self) -> None:
+        self._stopping = False
+        self._ran = False
+        self._stop_event = None
+        self._drained = None
+        # When a stop under way must be done receiving and draining (event-loop clock).
+        self._stop_deadline = math.inf
 
     @property
     def stopping(self) -> bool:

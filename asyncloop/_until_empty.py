@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,14 @@ class UntilEmpty:
     if TYPE_CHECKING:
 
         def stop(self) -> None: ...
+
+    def _init_until_empty(self) -> None:
+        # When the last message this run released with a delay (a throttled one) becomes
+        # visible again (event-loop clock).
+        self._hidden_until = -math.inf
+        # Receivers that got an empty answer and wait for news.
+        self._parked = 0
+        self._news = None
 
     async def _park(self) -> None:
         """until_empty: the queue answered empty. Stop once every receiver has, nothing is
