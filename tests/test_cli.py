@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncloop import AwsConfig, ConsumerConfig, _cli
+from asyncloop import AwsConfig, ConsumerConfig, _cli_run
 from asyncloop._cli import main
 from asyncloop._deploy.deploy import DeployResult, DeploySpec
 from asyncloop._stats import Stats
@@ -134,7 +134,7 @@ def started_runs(monkeypatch: pytest.MonkeyPatch) -> list[ConsumerConfig]:
         runs.append(consumer_config)
         return Stats(), False
 
-    monkeypatch.setattr(_cli, "_run", fake_run)
+    monkeypatch.setattr(_cli_run, "_run", fake_run)
     for name in [name for name in os.environ if name.startswith("ASYNCLOOP_")]:
         monkeypatch.delenv(name)
     return runs
@@ -439,7 +439,7 @@ def test_the_transport_reaches_the_runs_aws_config(
         configs.append(aws_config)
         return Stats(), False
 
-    monkeypatch.setattr(_cli, "_run", fake_run)
+    monkeypatch.setattr(_cli_run, "_run", fake_run)
     for name in [name for name in os.environ if name.startswith("ASYNCLOOP_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncloop import _cli
+from asyncloop import _cli, _cli_flags, _cli_run
 from asyncloop._exceptions import ConfigError
 from asyncloop._processes import (
     STATE_KEY,
@@ -128,8 +128,8 @@ def test_the_run_flags_reach_a_child_through_the_parser() -> None:
         ["run", "--queue-url", "https://sqs.us-east-1.amazonaws.com/1/q", "--handler", "m:f",
          "--processes", "2", "--wait-time-seconds", "0", "--until-empty"]
     )  # fmt: skip
-    _cli._resolve_env(args)
-    flags = {action.option_strings[0] for action in _cli._run_parser()._actions[1:]}
+    _cli_flags._resolve_env(args)
+    flags = {action.option_strings[0] for action in _cli_run._run_parser()._actions[1:]}
     # THEN the flags the wiring passes on are the run parser's
     assert {"--queue-url", "--handler", "--processes", "--until-empty", "--event-loop"} <= flags
     assert args.processes == "2"
