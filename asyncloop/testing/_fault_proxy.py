@@ -55,7 +55,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .._exceptions import ClosedError, ConfigError
-from ._fakes import Latency
+from ._fault_plan import Latency
 from ._loopback import serve_on_loopback
 
 __all__ = ("FaultKind", "FaultProxy", "Faults")
