@@ -10,7 +10,8 @@ import pytest
 
 from asyncloop import AwsConfig, ConsumerConfig, _cli_run
 from asyncloop._cli import main
-from asyncloop._deploy.deploy import DeployResult, DeploySpec
+from asyncloop._deploy.deploy import DeployResult
+from asyncloop._deploy.spec import DeploySpec
 from asyncloop._stats import Stats
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
