@@ -250,7 +250,8 @@ def _process_options(args: argparse.Namespace) -> tuple[int, Callable[[], Any] |
 
 def _cmd_run_processes(args: argparse.Namespace, processes: int) -> int:
     """`asyncloop run --processes N` (N > 1, flags already validated): the supervisor."""
-    from ._processes import Option, child_argv, exit_code, merged_summary, plan, supervise
+    from ._processes import Option, child_argv, exit_code, merged_summary, plan
+    from ._supervisor import supervise
 
     options = [
         Option(flag=action.option_strings[0], value=getattr(args, action.dest), switch=switch)

@@ -25,9 +25,9 @@ from asyncloop._processes import (
     merged_summary,
     parse_processes,
     plan,
-    supervise,
 )
 from asyncloop._stats import LatencyHistogram, Stats
+from asyncloop._supervisor import supervise
 
 
 def _stats(succeeded: int, *, latencies: tuple[float, ...] = (), busy: float = 1.0) -> Stats:
