@@ -14,6 +14,7 @@ import pytest
 
 from asyncloop import _cli, _cli_flags, _cli_run
 from asyncloop._exceptions import ConfigError
+from asyncloop._histogram import LatencyHistogram
 from asyncloop._processes import (
     STATE_KEY,
     ChildPlan,
@@ -26,7 +27,7 @@ from asyncloop._processes import (
     parse_processes,
     plan,
 )
-from asyncloop._stats import LatencyHistogram, Stats
+from asyncloop._stats import Stats
 from asyncloop._supervisor import supervise
 
 
