@@ -1,9 +1,12 @@
-"""Helpers shared by the consumer's tests: a config that drains a queue quickly, and a
-FakeQueue that records visibility changes."""
+"""Helpers shared by the consumer's tests: a config that drains a queue quickly, FakeQueues
+that record what the consumer asked (receives and deletes; visibility changes), and an event
+loop on a virtual clock (`run_virtual`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import selectors
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -12,6 +15,7 @@ import anyio.lowlevel
 from asyncloop import (
     BatchEntryFailure,
     ConsumerConfig,
+    Message,
 )
 from asyncloop.testing import FakeQueue
 
@@ -51,3 +55,62 @@ class VisibilityQueue(FakeQueue):
 
     def timeouts(self) -> list[int]:
         return [timeout for call in self.visibility_calls for _, _, timeout in call]
+
+
+class RecordingQueue(FakeQueue):
+    """A FakeQueue that records what the consumer asked of it."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.receive_asks: list[int] = []
+        self.delete_calls: list[list[tuple[str, str]]] = []
+
+    async def receive(
+        self, *, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None = None
+    ) -> list[Message]:
+        self.receive_asks.append(max_messages)
+        return await super().receive(
+            max_messages=max_messages,
+            wait_time_seconds=wait_time_seconds,
+            visibility_timeout=visibility_timeout,
+        )
+
+    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> list[BatchEntryFailure]:
+        self.delete_calls.append(list(entries))
+        return await super().delete_batch(entries)
+
+
+class _JumpingSelector:
+    """A selector that, when nothing is ready, moves the loop's clock forward by the timeout
+    asyncio asked to wait (to the next timer) instead of sleeping."""
+
+    def __init__(self, loop: VirtualClockLoop) -> None:
+        self._loop = loop
+        self._selector = selectors.DefaultSelector()
+
+    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
+        events = self._selector.select(0)
+        if not events and timeout is not None and timeout > 0:
+            self._loop.now += timeout
+        elif not events and timeout is None:
+            # Nothing scheduled at all: only another thread can wake the loop.
+            events = self._selector.select(None)
+        return events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._selector, name)
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop on a virtual clock: work takes no time, waits take exactly their time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(selector=_JumpingSelector(self))  # type: ignore[arg-type]
+
+    def time(self) -> float:
+        return self.now
+
+
+def run_virtual(main: Callable[[], Awaitable[Any]]) -> Any:
+    return anyio.run(main, backend="asyncio", backend_options={"loop_factory": VirtualClockLoop})

@@ -8,14 +8,13 @@ checked without a wall-clock threshold.
 
 from __future__ import annotations
 
-import asyncio
-import selectors
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from _consumer_helpers import run_virtual
 
 from asyncloop import (
     BatchEntryFailure,
@@ -27,42 +26,6 @@ from asyncloop import (
     Stats,
 )
 from asyncloop.testing import FakeQueue
-
-
-class _JumpingSelector:
-    """A selector that, when nothing is ready, moves the loop's clock forward by the timeout
-    asyncio asked to wait (to the next timer) instead of sleeping."""
-
-    def __init__(self, loop: VirtualClockLoop) -> None:
-        self._loop = loop
-        self._selector = selectors.DefaultSelector()
-
-    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
-        events = self._selector.select(0)
-        if not events and timeout is not None and timeout > 0:
-            self._loop.now += timeout
-        elif not events and timeout is None:
-            # Nothing scheduled at all: only another thread can wake the loop.
-            events = self._selector.select(None)
-        return events
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._selector, name)
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop on a virtual clock: work takes no time, waits take exactly their time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        super().__init__(selector=_JumpingSelector(self))  # type: ignore[arg-type]
-
-    def time(self) -> float:
-        return self.now
-
-
-def run_virtual(main: Callable[[], Awaitable[Any]]) -> Any:
-    return anyio.run(main, backend="asyncio", backend_options={"loop_factory": VirtualClockLoop})
 
 
 class HangingQueue(FakeQueue):
