@@ -1,6 +1,6 @@
 """Helpers shared by the consumer's tests: a config that drains a queue quickly, FakeQueues
 that record what the consumer asked (receives and deletes; visibility changes), and an event
-loop on a virtual clock (`run_virtual`)."""
+loop on a virtual clock (`run_virtual`), and sample statistics (`sample_stats`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from asyncloop import (
     BatchEntryFailure,
     ConsumerConfig,
     Message,
+    Stats,
 )
 from asyncloop.testing import FakeQueue
 
@@ -114,3 +115,20 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
 def run_virtual(main: Callable[[], Awaitable[Any]]) -> Any:
     return anyio.run(main, backend="asyncio", backend_options={"loop_factory": VirtualClockLoop})
+
+
+def sample_stats(succeeded: int, *, latencies: tuple[float, ...] = (), busy: float = 1.0) -> Stats:
+    """Statistics of a run that succeeded `succeeded` times, busy for `busy` seconds from
+    t=100 (stopped 0.5 s later), with these receive-to-done `latencies`."""
+    stats = Stats()
+    stats.received = stats.dispatched = stats.deleted = succeeded
+    stats.succeeded = succeeded
+    stats.peak_in_flight = 3
+    stats.concurrency_limit = stats.concurrency_limit_min = 8
+    stats.count_call("ReceiveMessage", 2)
+    for seconds in latencies:
+        stats.receive_to_done.record(seconds)
+    stats.started_at = 100.0
+    stats.last_success_at = 100.0 + busy
+    stats.stopped_at = 100.0 + busy + 0.5
+    return stats

@@ -1,7 +1,8 @@
-"""The latency histogram: accuracy, fixed memory, extremes, merging."""
+"""The latency histogram: accuracy, fixed memory, extremes, merging, its state as JSON."""
 
 from __future__ import annotations
 
+import json
 import random
 import tracemalloc
 
@@ -69,3 +70,9 @@ def test_merge_adds_counts() -> None:
     p50 = a.percentile(50)
     assert p50 is not None
     assert p50 == pytest.approx(0.1, rel=0.01)
+
+
+def test_an_empty_histogram_state_has_no_infinity() -> None:
+    # GIVEN an empty histogram, WHEN its state is JSON, THEN it is standard JSON and returns
+    text = json.dumps(LatencyHistogram().to_state(), allow_nan=False)
+    assert LatencyHistogram.from_state(json.loads(text)).count == 0

@@ -1,8 +1,12 @@
-"""The stats summary: the CLI's keys, throughput and duration."""
+"""Stats: the summary's keys, throughput and duration, the state a child process sends its
+supervisor, and merging several processes' statistics."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from _consumer_helpers import sample_stats
 
 from asyncloop import Stats
 
@@ -44,3 +48,46 @@ def test_throughput_is_zero_when_nothing_succeeded() -> None:
 
     # WHEN / THEN its throughput is 0, not a division by zero
     assert stats.throughput_msgs_s == 0.0
+
+
+def test_stats_survive_their_state_as_json() -> None:
+    # GIVEN statistics with latencies and calls
+    stats = sample_stats(5, latencies=(0.010, 0.020, 0.5))
+    # WHEN they go through JSON and back
+    again = Stats.from_state(json.loads(json.dumps(stats.to_state())))
+    # THEN nothing changed
+    assert again.to_dict() == stats.to_dict()
+    assert again.receive_to_done.percentile(99) == stats.receive_to_done.percentile(99)
+
+
+def test_a_malformed_state_is_a_value_error() -> None:
+    state = sample_stats(1, latencies=(0.01,)).to_state()
+    state["receive_to_done"]["count"] = 7
+    with pytest.raises(ValueError, match="do not add up"):
+        Stats.from_state(state)
+    with pytest.raises(ValueError, match="not a stats state"):
+        Stats.from_state({"counters": {}})
+
+
+def test_merged_stats_sum_counters_merge_histograms_and_recompute_throughput() -> None:
+    # GIVEN two processes' statistics: 100 successes in 2 s, and 50 in 1 s
+    fast = [0.001] * 100
+    slow = [0.100] * 50
+    one, two = (
+        sample_stats(100, latencies=tuple(fast), busy=2.0),
+        sample_stats(50, latencies=tuple(slow)),
+    )
+    # WHEN merged
+    merged = Stats.merged([one, two])
+    summary = merged.to_dict()
+    # THEN counters and calls are summed, the histograms merged whole, the duration the
+    # longest, and throughput the summed successes over the longest busy time
+    assert summary["succeeded"] == summary["deleted"] == 150
+    assert summary["peak_in_flight"] == 6
+    assert summary["concurrency_limit"] == summary["concurrency_limit_min"] == 16
+    assert summary["api_calls"] == {"ReceiveMessage": 4}
+    assert merged.receive_to_done.count == 150
+    assert summary["latency_ms"]["p50"] == pytest.approx(1.0, rel=0.01)
+    assert summary["latency_ms"]["p99"] == pytest.approx(100.0, rel=0.01)
+    assert summary["duration_s"] == pytest.approx(2.5)
+    assert summary["throughput_msgs_s"] == pytest.approx(75.0)
