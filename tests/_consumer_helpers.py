@@ -1,12 +1,15 @@
-"""Helpers shared by the consumer's tests: a config that drains a queue quickly, FakeQueues
-that record what the consumer asked (receives and deletes; visibility changes), and an event
-loop on a virtual clock (`run_virtual`), and sample statistics (`sample_stats`)."""
+"""Helpers shared by the consumer's tests: a config that drains a queue quickly and a run
+with it (`drain`), handlers (`succeed`, `fail`, and `Gate`, which holds messages), a consumer
+without a long poll (`consumer_of`) and one running for the length of a block (`running`),
+FakeQueues that record what the consumer asked (receives and deletes; visibility changes), an
+event loop on a virtual clock (`run_virtual`), and sample statistics (`sample_stats`)."""
 
 from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -14,8 +17,12 @@ import anyio.lowlevel
 
 from asyncloop import (
     BatchEntryFailure,
+    CallableDispatcher,
+    Consumer,
     ConsumerConfig,
+    HandlerFailed,
     Message,
+    Queue,
     Stats,
 )
 from asyncloop.testing import FakeQueue
@@ -30,6 +37,83 @@ def drain_config(**overrides: Any) -> ConsumerConfig:
     }
     values.update(overrides)
     return ConsumerConfig(**values)
+
+
+async def succeed(message: Message) -> None:
+    """A handler that succeeds at once."""
+
+
+async def fail(message: Message) -> None:
+    """A handler that fails every message."""
+    raise HandlerFailed("no")
+
+
+class Gate:
+    """A handler that holds every message until `release` is set (at once when not `hold`),
+    recording what it saw and how many ran at once; `started` is set once it has seen
+    `wanted` messages (0: never)."""
+
+    def __init__(self, wanted: int = 0, *, hold: bool = True) -> None:
+        self.running = 0
+        self.peak = 0
+        self.seen: list[str] = []
+        self.release = anyio.Event()
+        self.started = anyio.Event()
+        self.wanted = wanted
+        if not hold:
+            self.release.set()
+
+    async def __call__(self, message: Message) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        self.seen.append(message.body)
+        if self.wanted and len(self.seen) >= self.wanted:
+            self.started.set()
+        try:
+            await self.release.wait()
+        finally:
+            self.running -= 1
+
+
+async def drain(
+    queue: Queue,
+    handler: Callable[[Message], Any] = succeed,
+    *,
+    within: float = 10.0,
+    **config: Any,
+) -> Stats:
+    """Run a Consumer of `queue` calling `handler`, with `drain_config(**config)`, until the
+    queue is empty; its statistics. Fails if that takes over `within` seconds."""
+    with anyio.fail_after(within):
+        return await Consumer(
+            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config(**config)
+        ).run()
+
+
+def consumer_of(queue: Queue, handler: Callable[[Message], Any], **config: Any) -> Consumer:
+    """A Consumer of `queue` calling `handler`, with ``ConsumerConfig(wait_time_seconds=0,
+    **config)``: no long poll, so an empty receive answers at once."""
+    return Consumer(
+        queue=queue,
+        dispatcher=CallableDispatcher(handler),
+        config=ConsumerConfig(wait_time_seconds=0, **config),
+    )
+
+
+@asynccontextmanager
+async def running(consumer: Consumer) -> AsyncIterator[Consumer]:
+    """`consumer.run()` in a task group while the block runs; the block's end stops it (a
+    graceful stop, if the block did not stop it already) and waits for the run to end."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        yield consumer
+        consumer.stop()
+
+
+async def wait_for(event: anyio.Event, within: float = 5.0) -> None:
+    """`event.wait()`, failing if it takes over `within` seconds."""
+    with anyio.fail_after(within):
+        await event.wait()
 
 
 class VisibilityQueue(FakeQueue):

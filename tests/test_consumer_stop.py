@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _consumer_helpers import run_virtual
+from _consumer_helpers import run_virtual, running
 
 from asyncloop import (
     BatchEntryFailure,
@@ -80,8 +80,7 @@ def test_stop_during_a_default_long_poll_takes_shutdown_grace_not_poll_plus_grac
             await finish.wait()
 
         consumer = Consumer(queue=queue, dispatcher=CallableDispatcher(handler), config=config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer.run)
+        async with running(consumer):
             await started.wait()
             await anyio.sleep(1)  # the receiver is 1 s into its 20 s long poll
             # WHEN the consumer is asked to stop
@@ -116,8 +115,7 @@ def test_a_receive_that_never_answers_is_abandoned_at_the_one_stop_deadline() ->
             await queue.released.wait()
 
         consumer = Consumer(queue=queue, dispatcher=CallableDispatcher(handler), config=config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer.run)
+        async with running(consumer):
             await started.wait()
             await queue.receive_hanging.wait()
             # WHEN the consumer is asked to stop
