@@ -7,14 +7,13 @@ No network: botocore errors are constructed, and the clients are small recording
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import aiohttp
 import anyio
 import pytest
 from _aws_errors import client_error
+from _fresh_imports import loaded_after
 
 from asyncloop._aws import AioLambdaInvoker, AwsClients, SqsQueue
 from asyncloop._config import AwsConfig
@@ -34,15 +33,8 @@ FUNCTION = "worker"
 
 
 def test_importing_the_boundary_does_not_import_aioboto3() -> None:
-    code = (
-        "import sys, asyncloop._aws\n"
-        "heavy = ('aioboto3', 'aiobotocore', 'botocore', 'aiohttp')\n"
-        "print(','.join(m for m in heavy if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert done.stdout.strip() == ""
+    heavy = ("aioboto3", "aiobotocore", "botocore", "aiohttp")
+    assert loaded_after("import asyncloop._aws", heavy) == []
 
 
 # --- SqsQueue and AioLambdaInvoker over fakes -------------------------------------------------
