@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 
 from .._exceptions import QueueError
+from .._limits import MAX_VISIBILITY
 from .._types import BatchEntryFailure, Message
 from ._fault_plan import FaultPlan, Latency
 
@@ -213,14 +214,9 @@ class FakeQueue:
         self._check_batch("DeleteMessageBatch", [entry[0] for entry in entries])
         failures = []
         for entry_id, receipt in entries:
-            if self._entry_fault("DeleteMessageBatch"):
-                failures.append(BatchEntryFailure(entry_id, "InternalError", "injected", False))
-                continue
-            stored = self._by_receipt(receipt)
-            if stored is None:
-                failures.append(
-                    BatchEntryFailure(entry_id, "ReceiptHandleIsInvalid", "stale or unknown", True)
-                )
+            stored = self._entry_target("DeleteMessageBatch", entry_id, receipt)
+            if isinstance(stored, BatchEntryFailure):
+                failures.append(stored)
                 continue
             self._remove(stored)
             self.deleted_count += 1
@@ -235,21 +231,16 @@ class FakeQueue:
         failures = []
         now = self.now()
         for entry_id, receipt, timeout in entries:
-            if self._entry_fault(op):
-                failures.append(BatchEntryFailure(entry_id, "InternalError", "injected", False))
-                continue
-            stored = self._by_receipt(receipt)
-            if stored is None:
-                failures.append(
-                    BatchEntryFailure(entry_id, "ReceiptHandleIsInvalid", "stale or unknown", True)
-                )
+            stored = self._entry_target(op, entry_id, receipt)
+            if isinstance(stored, BatchEntryFailure):
+                failures.append(stored)
                 continue
             if stored.visible_at <= now:
                 failures.append(
                     BatchEntryFailure(entry_id, "MessageNotInflight", "not in flight", True)
                 )
                 continue
-            if not 0 <= timeout <= 43_200:
+            if not 0 <= timeout <= MAX_VISIBILITY:
                 failures.append(BatchEntryFailure(entry_id, "InvalidParameterValue", "", True))
                 continue
             stored.visible_at = now + timeout
@@ -312,6 +303,18 @@ class FakeQueue:
             faults.injected[f"{operation}:entry"] += 1
             return True
         return False
+
+    def _entry_target(
+        self, operation: str, entry_id: str, receipt: str
+    ) -> _Stored | BatchEntryFailure:
+        """The message a batch entry's receipt handle names, or the entry's failure: an
+        injected fault (drawn first), or a stale or unknown handle."""
+        if self._entry_fault(operation):
+            return BatchEntryFailure(entry_id, "InternalError", "injected", False)
+        stored = self._by_receipt(receipt)
+        if stored is None:
+            return BatchEntryFailure(entry_id, "ReceiptHandleIsInvalid", "stale or unknown", True)
+        return stored
 
     def _check_batch(self, operation: str, ids: list[str]) -> None:
         if not ids:
