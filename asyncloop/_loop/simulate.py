@@ -108,8 +108,12 @@ FAULT_RATES: Final = (
     "lost_put",
     "throttle",
     "watchdog_miss",
-    "late_copy",
     "stream_outages_per_day",
+    "late_copy",
+)
+# The faults the report counts: one per rate, a stream outage counted as one outage.
+_FAULT_KINDS: Final = tuple(
+    "stream_outage" if rate == "stream_outages_per_day" else rate for rate in FAULT_RATES
 )
 
 
@@ -220,20 +224,7 @@ class _Sim:
         self.seq = itertools.count()
         self.current: _Task | None = None
         self.report = SimReport(days=config.days, seed=config.seed)
-        self.faults = dict.fromkeys(
-            (
-                "crash_after_put",
-                "crash_before_put",
-                "duplicate",
-                "put_failure",
-                "lost_put",
-                "throttle",
-                "watchdog_miss",
-                "stream_outage",
-                "late_copy",
-            ),
-            0,
-        )
+        self.faults = dict.fromkeys(_FAULT_KINDS, 0)
         self.violations: dict[str, int] = {}
         self.reseeded_generation: dict[str, int] = {}
         self.store = _Observed(self)
