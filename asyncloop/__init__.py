@@ -27,11 +27,11 @@ from ._exceptions import PayloadTooLarge as PayloadTooLarge
 from ._exceptions import QueueError as QueueError
 from ._exceptions import QueueNotFound as QueueNotFound
 from ._exceptions import TransportError as TransportError
+from ._histogram import LatencyHistogram as LatencyHistogram
 from ._payload import build_payload as build_payload
 from ._protocols import Dispatcher as Dispatcher
 from ._protocols import LambdaInvoker as LambdaInvoker
 from ._protocols import Queue as Queue
-from ._stats import LatencyHistogram as LatencyHistogram
 from ._stats import Stats as Stats
 from ._types import BatchEntryFailure as BatchEntryFailure
 from ._types import InvokeResult as InvokeResult

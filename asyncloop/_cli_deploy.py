@@ -175,7 +175,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     import anyio
 
     from ._config import AwsConfig
-    from ._deploy.deploy import DeployError, DeploySpec, deploy, lambda_handler_name
+    from ._deploy.deploy import DeployError, deploy
+    from ._deploy.spec import DeploySpec, lambda_handler_name
 
     refused = _aws_guard(args)
     if refused is not None:

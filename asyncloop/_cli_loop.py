@@ -232,7 +232,7 @@ async def _backlog(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from dataclasses import fields, replace
+    from dataclasses import replace
 
     from ._loop.simulate import SimConfig, simulate
 
@@ -242,25 +242,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
     # ConfigError, an exit 2 from `_guarded`; a NaN or inf scale would poison every rate
     check_range("--fault-scale", args.fault_scale, 0.0, None)
-    base = SimConfig()
+    base = SimConfig().with_faults_scaled(args.fault_scale)
     policy = replace(base.policy, min_loops=args.min_loops, max_loops=args.max_loops)
-    rates = {
-        f.name: getattr(base, f.name) * args.fault_scale
-        for f in fields(SimConfig)
-        if f.name
-        in (
-            "crash_after_put",
-            "crash_before_put",
-            "duplicate",
-            "put_failure",
-            "lost_put",
-            "throttle",
-            "watchdog_miss",
-            "late_copy",
-            "stream_outages_per_day",
-        )
-    }
-    config = replace(base, days=args.days, seed=args.seed, policy=policy, **rates)
+    config = replace(base, days=args.days, seed=args.seed, policy=policy)
     report = simulate(config)
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from ._cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, _flag_message, _option
+from ._cli_flags import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, _flag_message, _option
 from ._config import AwsConfig
 from ._exceptions import AsyncloopError, ConfigError
 

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskStatus
 
-from ._stats import LatencyHistogram, Stats
+from ._histogram import LatencyHistogram
+from ._stats import Stats
 
 __all__ = ("Observed", "StatsReporter")
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import anyio
 import anyio.lowlevel
 import pytest
+from _consumer_helpers import wait_for
 
 from asyncloop import BatchEntryFailure, Message
 from asyncloop._acker import Acker, Outcome
@@ -88,8 +89,7 @@ async def test_a_delete_waits_for_room_until_an_entry_is_settled() -> None:
         assert not deleted.is_set()
         assert acker.pending == 2
         answer.set()
-        with anyio.fail_after(10):
-            await deleted.wait()
+        await wait_for(deleted, 10)
         tg.cancel_scope.cancel()
     assert stats.released == 2
 
@@ -115,8 +115,7 @@ async def test_extend_and_release_are_visibility_changes_with_their_own_timeouts
         acker.release(given_back)
         assert acker.visibility_changes_pending == 2
         acker.flush_visibility_changes()
-        with anyio.fail_after(10):
-            await answered.wait()
+        await wait_for(answered, 10)
         while acker.pending:
             await anyio.lowlevel.checkpoint()
         tg.cancel_scope.cancel()

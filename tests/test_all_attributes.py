@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import subprocess
-import sys
 import types
 
 import pytest
+from _fresh_imports import loaded_after
 
 import asyncloop
 
@@ -64,15 +63,8 @@ def test_every_public_class_and_function_is_in_all(name: str) -> None:
 
 def test_import_asyncloop_stays_light() -> None:
     # Cold start in Lambda: the core must not pull in botocore, aioboto3 or aiohttp.
-    code = (
-        "import sys, asyncloop; "
-        "print(','.join(m for m in ('botocore', 'aioboto3', 'aiohttp', 'aiobotocore') "
-        "if m in sys.modules))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert loaded == ""
+    heavy = ("botocore", "aioboto3", "aiohttp", "aiobotocore")
+    assert loaded_after("import asyncloop", heavy) == []
 
 
 def test_lazy_aws_names_resolve() -> None:

@@ -8,27 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from asyncloop import AwsConfig, ConsumerConfig, _cli
+from asyncloop import AwsConfig, ConsumerConfig, _cli_run
 from asyncloop._cli import main
-from asyncloop._deploy.deploy import DeployResult, DeploySpec
+from asyncloop._deploy.deploy import DeployResult
+from asyncloop._deploy.spec import DeploySpec
 from asyncloop._stats import Stats
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+RUN = ["run", "--queue-url", URL, "--handler", "os:getcwd"]
 
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
         (
-            ["run", "--queue-url", URL, "--handler", "os:getcwd", "--batch-size", "11"],
+            [*RUN, "--batch-size", "11"],
             "--batch-size must be in 1..10, got 11",
         ),
         (
-            ["run", "--queue-url", URL, "--handler", "os:getcwd", "--wait-time-seconds", "21"],
+            [*RUN, "--wait-time-seconds", "21"],
             "--wait-time-seconds must be in 0..20, got 21",
         ),
         (
-            ["run", "--queue-url", URL, "--handler", "os:getcwd", "--max-in-flight", "0"],
+            [*RUN, "--max-in-flight", "0"],
             "--max-in-flight must be in 1..100000, got 0",
         ),
         (["run", "--queue-url", URL], "one of --function-name or --handler is required"),
@@ -56,11 +58,11 @@ URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
         ),
         (["run", "--queue-url", URL, "--handler", "os"], "handler must look like module:function"),
         (
-            ["run", "--queue-url", URL, "--handler", "os:getcwd", "--receivers", "many"],
+            [*RUN, "--receivers", "many"],
             "argument --receivers: invalid int value: 'many'",
         ),
         (
-            ["run", "--queue-url", URL, "--handler", "os:getcwd", "--duration", "0"],
+            [*RUN, "--duration", "0"],
             "--duration must be a finite number >= 0.001, got 0.0",
         ),
     ],
@@ -101,26 +103,18 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("asyncloop ")
 
 
-def test_fields_without_a_flag_come_from_their_variables(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GIVEN a consumer field that has no flag, set to a bad value in its variable
-    monkeypatch.setenv("ASYNCLOOP_FAILURE_BACKOFF_BASE", "soon")
-    # WHEN run starts THEN the variable was read, and reported by name
-    assert main(["run", "--queue-url", URL, "--handler", "os:getcwd"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "asyncloop: error: ASYNCLOOP_FAILURE_BACKOFF_BASE must be a number, got 'soon'"
-
-
-def test_aws_client_settings_come_from_their_variables(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GIVEN an AWS client setting (no flag) set to a bad value in its variable
-    monkeypatch.setenv("ASYNCLOOP_CONNECT_TIMEOUT", "nan")
-    # WHEN run starts THEN the variable was read, and reported by name
-    assert main(["run", "--queue-url", URL, "--handler", "os:getcwd"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("asyncloop: error: ASYNCLOOP_CONNECT_TIMEOUT must be ")
+def _refusal(
+    argv: list[str],
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> list[str]:
+    """Run the command `argv` with the variables `env` set; check that it exited 2; its
+    stderr lines (a usage error is one line)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    return capsys.readouterr().err.strip().splitlines()
 
 
 @pytest.fixture
@@ -134,13 +128,10 @@ def started_runs(monkeypatch: pytest.MonkeyPatch) -> list[ConsumerConfig]:
         runs.append(consumer_config)
         return Stats(), False
 
-    monkeypatch.setattr(_cli, "_run", fake_run)
+    monkeypatch.setattr(_cli_run, "_run", fake_run)
     for name in [name for name in os.environ if name.startswith("ASYNCLOOP_")]:
         monkeypatch.delenv(name)
     return runs
-
-
-RUN = ["run", "--queue-url", URL, "--handler", "os:getcwd"]
 
 
 @pytest.mark.parametrize(
@@ -194,13 +185,9 @@ def test_nan_and_inf_are_usage_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a float setting of NaN or inf, on the command line or in its variable
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # WHEN the command starts
-    code = main(argv)
-    # THEN exit 2 with the usual one line, and nothing ran
-    assert code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"asyncloop: error: {expected}"]
+    # WHEN the command starts THEN exit 2 with the usual one line, and nothing ran
+    lines = _refusal(argv, env, monkeypatch, capsys)
+    assert lines == [f"asyncloop: error: {expected}"]
     assert started_runs == []
 
 
@@ -238,6 +225,15 @@ def test_nan_and_inf_are_usage_errors(
             {"ASYNCLOOP_LOG_LEVEL": "loud"},
             "ASYNCLOOP_LOG_LEVEL must be one of debug, info, warning, error, critical, got 'loud'",
         ),
+        # a consumer field and an AWS client setting that have no flag: read all the same
+        (
+            {"ASYNCLOOP_FAILURE_BACKOFF_BASE": "soon"},
+            "ASYNCLOOP_FAILURE_BACKOFF_BASE must be a number, got 'soon'",
+        ),
+        (
+            {"ASYNCLOOP_CONNECT_TIMEOUT": "nan"},
+            "ASYNCLOOP_CONNECT_TIMEOUT must be in 0.1..120.0, got nan",
+        ),
     ],
 )
 def test_errors_from_variables_name_the_variable(
@@ -248,13 +244,10 @@ def test_errors_from_variables_name_the_variable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a bad value in a variable, and no flag for it on the command line
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
     # WHEN run starts
-    code = main(RUN)
+    lines = _refusal(RUN, env, monkeypatch, capsys)
     # THEN exit 2, one line naming the variable (never a flag that was not given, nor a field)
-    assert code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"asyncloop: error: {expected}"]
+    assert lines == [f"asyncloop: error: {expected}"]
     assert started_runs == []
 
 
@@ -408,13 +401,9 @@ def test_a_bad_transport_is_a_usage_error_naming_the_flag_or_variable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN a transport that does not exist, on the command line or in its variable
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # WHEN the command starts
-    code = main(argv)
-    # THEN exit 2 with one line naming what the user set, and nothing ran
-    assert code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"asyncloop: error: {expected}"]
+    # WHEN the command starts THEN exit 2 with one line naming what the user set, and nothing ran
+    lines = _refusal(argv, env, monkeypatch, capsys)
+    assert lines == [f"asyncloop: error: {expected}"]
     assert started_runs == []
 
 
@@ -439,7 +428,7 @@ def test_the_transport_reaches_the_runs_aws_config(
         configs.append(aws_config)
         return Stats(), False
 
-    monkeypatch.setattr(_cli, "_run", fake_run)
+    monkeypatch.setattr(_cli_run, "_run", fake_run)
     for name in [name for name in os.environ if name.startswith("ASYNCLOOP_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():

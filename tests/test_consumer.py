@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from _consumer_helpers import drain_config
+from _consumer_helpers import (
+    Gate,
+    RecordingQueue,
+    consumer_of,
+    drain,
+    drain_config,
+    running,
+    succeed,
+    wait_for,
+)
 
 from asyncloop import (
-    BatchEntryFailure,
     CallableDispatcher,
     Consumer,
     ConsumerConfig,
@@ -27,52 +34,6 @@ from asyncloop.testing import FakeLambda, FakeQueue, FaultPlan
 pytestmark = pytest.mark.asyncio
 
 
-class RecordingQueue(FakeQueue):
-    """A FakeQueue that records what the consumer asked of it."""
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.receive_asks: list[int] = []
-        self.delete_calls: list[list[tuple[str, str]]] = []
-
-    async def receive(
-        self, *, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None = None
-    ) -> list[Message]:
-        self.receive_asks.append(max_messages)
-        return await super().receive(
-            max_messages=max_messages,
-            wait_time_seconds=wait_time_seconds,
-            visibility_timeout=visibility_timeout,
-        )
-
-    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> list[BatchEntryFailure]:
-        self.delete_calls.append(list(entries))
-        return await super().delete_batch(entries)
-
-
-class Gate:
-    """A handler that blocks every message until released, recording concurrency."""
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.peak = 0
-        self.seen: list[str] = []
-        self.release = anyio.Event()
-        self.started = anyio.Event()
-        self.wanted = 0
-
-    async def __call__(self, message: Message) -> None:
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        self.seen.append(message.body)
-        if self.wanted and len(self.seen) >= self.wanted:
-            self.started.set()
-        try:
-            await self.release.wait()
-        finally:
-            self.running -= 1
-
-
 async def test_drains_queue_and_deletes_every_message() -> None:
     # GIVEN 250 messages and a handler that succeeds
     queue = FakeQueue()
@@ -83,10 +44,7 @@ async def test_drains_queue_and_deletes_every_message() -> None:
         seen.append(message.body)
 
     # WHEN the consumer runs until the queue is empty
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, handler)
 
     # THEN every message was handled once and deleted
     assert sorted(seen) == sorted(f"m{i}" for i in range(250))
@@ -100,8 +58,7 @@ async def test_never_more_than_max_in_flight_and_receives_ask_for_free_capacity(
     # GIVEN a queue with more messages than capacity, and a handler that blocks
     queue = RecordingQueue()
     queue.send_many(f"m{i}" for i in range(100))
-    gate = Gate()
-    gate.wanted = 7
+    gate = Gate(7)
     consumer = Consumer(
         queue=queue,
         dispatcher=CallableDispatcher(gate),
@@ -111,8 +68,7 @@ async def test_never_more_than_max_in_flight_and_receives_ask_for_free_capacity(
     async with anyio.create_task_group() as tg:
         tg.start_soon(consumer.run)
         # WHEN the capacity fills up
-        with anyio.fail_after(5):
-            await gate.started.wait()
+        await wait_for(gate.started)
         for _ in range(20):
             await anyio.lowlevel.checkpoint()
         asks_while_full = list(queue.receive_asks)
@@ -167,14 +123,8 @@ async def test_deletes_are_batched_by_ten_with_unique_ids_even_for_a_redelivered
     queue = TwinQueue()
     queue.send_many(f"m{i}" for i in range(23))
 
-    async def handler(message: Message) -> None:
-        return None
-
     # WHEN the consumer drains it
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue)
 
     # THEN every call had <= 10 entries with distinct Ids, and the twin's stale handle
     # was the only kind of failure (the FakeQueue rejects repeated Ids like SQS does)
@@ -192,17 +142,8 @@ async def test_full_batches_at_saturation() -> None:
     # GIVEN many messages and a fast handler
     queue = RecordingQueue()
     queue.send_many(f"m{i}" for i in range(1000))
-
-    async def handler(message: Message) -> None:
-        return None
-
     # WHEN it drains
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue,
-            dispatcher=CallableDispatcher(handler),
-            config=drain_config(max_in_flight=100, receivers=4),
-        ).run()
+    stats = await drain(queue, max_in_flight=100, receivers=4)
 
     # THEN deletes went in full batches of 10 (<= 0.21 SQS calls per message overall)
     assert stats.deleted == 1000
@@ -224,10 +165,7 @@ async def test_failed_dispatch_is_not_deleted_and_comes_back_then_reaches_dlq() 
         raise ValueError("boom")
 
     # WHEN it runs until empty (visibility 0: a failure is visible again at once)
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, handler)
 
     # THEN it was tried twice, never deleted, and moved to the DLQ (sorted: with visibility 0
     # two receivers can hold it at once, and their handler threads may run in either order)
@@ -247,10 +185,7 @@ async def test_failure_leaves_the_message_in_flight_for_sqs_to_redeliver() -> No
         if message.body == "bad":
             raise HandlerFailed("nope")
 
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, handler)
 
     # THEN the bad one is still in the queue (invisible until its timeout), the good one gone
     assert stats.succeeded == 1
@@ -263,24 +198,10 @@ async def test_stop_flushes_pending_deletes_below_the_batch_size() -> None:
     # GIVEN a long flush interval, so 3 successes sit in a partial batch
     queue = FakeQueue()
     queue.send_many(["a", "b", "c"])
-    done = anyio.Event()
-    count = 0
-
-    async def handler(message: Message) -> None:
-        nonlocal count
-        count += 1
-        if count == 3:
-            done.set()
-
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, ack_flush_interval=10.0),
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        with anyio.fail_after(5):
-            await done.wait()
+    handler = Gate(3, hold=False)
+    consumer = consumer_of(queue, handler, ack_flush_interval=10.0)
+    async with running(consumer):
+        await wait_for(handler.started)
         await anyio.lowlevel.checkpoint()
         assert len(queue) == 3  # not deleted yet: waiting for the batch
         # WHEN stopped
@@ -295,17 +216,10 @@ async def test_stop_releases_unstarted_messages_and_cancels_stragglers() -> None
     # GIVEN a handler that never finishes and a short grace period
     queue = FakeQueue(visibility_timeout=300)
     queue.send_many(f"m{i}" for i in range(10))
-    gate = Gate()
-    gate.wanted = 10
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(gate),
-        config=ConsumerConfig(wait_time_seconds=0, max_in_flight=10, shutdown_grace=0.05),
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        with anyio.fail_after(5):
-            await gate.started.wait()
+    gate = Gate(10)
+    consumer = consumer_of(queue, gate, max_in_flight=10, shutdown_grace=0.05)
+    async with running(consumer):
+        await wait_for(gate.started)
         assert queue.visible_count == 0
         # WHEN stopped while all 10 are in the handler
         consumer.stop()
@@ -325,13 +239,8 @@ async def test_unstarted_messages_are_released_on_stop() -> None:
     async def handler(message: Message) -> None:
         handled.append(message.body)
 
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, receivers=1),
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
+    consumer = consumer_of(queue, handler, receivers=1)
+    async with running(consumer):
         await anyio.sleep(0.01)  # the receive is under way (0.05 s of latency)
         consumer.stop()
 
@@ -353,11 +262,7 @@ async def test_cancellation_mid_flight_loses_nothing() -> None:
             await anyio.sleep(60)
         finished.append(message.body)
 
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, max_in_flight=40, ack_flush_interval=10.0),
-    )
+    consumer = consumer_of(queue, handler, max_in_flight=40, ack_flush_interval=10.0)
     # WHEN run() is cancelled from outside while half the messages are mid-dispatch
     with anyio.move_on_after(0.2):
         await consumer.run()
@@ -373,15 +278,7 @@ async def test_cancellation_mid_flight_loses_nothing() -> None:
 async def test_until_empty_ends_with_several_receivers() -> None:
     queue = FakeQueue()
 
-    async def handler(message: Message) -> None:
-        return None
-
-    with anyio.fail_after(5):
-        stats = await Consumer(
-            queue=queue,
-            dispatcher=CallableDispatcher(handler),
-            config=drain_config(receivers=8),
-        ).run()
+    stats = await drain(queue, receivers=8, within=5)
     assert stats.received == 0
     assert stats.api_calls["ReceiveMessage"] >= 8
 
@@ -398,10 +295,7 @@ async def test_until_empty_waits_for_work_in_flight_and_sees_late_arrivals() -> 
         if len(handled) < 5:
             queue.send(f"next-{len(handled)}")
 
-    with anyio.fail_after(5):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config(receivers=3)
-        ).run()
+    stats = await drain(queue, handler, receivers=3, within=5)
     # THEN the follow-ups, which arrived while the queue had answered empty, were handled
     assert handled == ["start", "next-1", "next-2", "next-3", "next-4"]
     assert stats.deleted == 5
@@ -409,13 +303,9 @@ async def test_until_empty_waits_for_work_in_flight_and_sees_late_arrivals() -> 
 
 async def test_duration_stops_the_run() -> None:
     queue = FakeQueue()
-
-    async def handler(message: Message) -> None:
-        return None
-
     consumer = Consumer(
         queue=queue,
-        dispatcher=CallableDispatcher(handler),
+        dispatcher=CallableDispatcher(succeed),
         config=ConsumerConfig(wait_time_seconds=20, duration=0.2),
     )
     with anyio.fail_after(5):
@@ -428,15 +318,7 @@ async def test_delete_by_worker_never_deletes() -> None:
     queue = RecordingQueue()
     queue.send_many(f"m{i}" for i in range(30))
 
-    async def handler(message: Message) -> None:
-        return None
-
-    with anyio.fail_after(5):
-        stats = await Consumer(
-            queue=queue,
-            dispatcher=CallableDispatcher(handler),
-            config=drain_config(delete_by="worker"),
-        ).run()
+    stats = await drain(queue, delete_by="worker", within=5)
     assert stats.succeeded == 30
     assert stats.deleted == 0
     assert queue.delete_calls == []
@@ -451,15 +333,7 @@ async def test_per_entry_delete_failures_are_retried_then_counted() -> None:
     queue = FakeQueue(faults=faults)
     queue.send_many(f"m{i}" for i in range(100))
 
-    async def handler(message: Message) -> None:
-        return None
-
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue,
-            dispatcher=CallableDispatcher(handler),
-            config=drain_config(delete_attempts=3, visibility_timeout=300),
-        ).run()
+    stats = await drain(queue, delete_attempts=3, visibility_timeout=300)
     # THEN each delete was tried up to 3 times; what still failed is counted and remains
     assert faults.injected["DeleteMessageBatch:entry"] > 0
     assert stats.deleted + stats.delete_failed == 100
@@ -473,26 +347,10 @@ async def test_receive_errors_back_off_and_the_receiver_survives() -> None:
     faults = FaultPlan(errors={"ReceiveMessage": 0.5}, seed=3)
     queue = FakeQueue(faults=faults)
     queue.send_many(f"m{i}" for i in range(30))
-
-    handled = 0
-    all_handled = anyio.Event()
-
-    async def handler(message: Message) -> None:
-        nonlocal handled
-        handled += 1
-        if handled == 30:
-            all_handled.set()
-
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, receivers=1),
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        with anyio.fail_after(20):
-            await all_handled.wait()
-        consumer.stop()
+    handler = Gate(30, hold=False)
+    consumer = consumer_of(queue, handler, receivers=1)
+    async with running(consumer):
+        await wait_for(handler.started, 20)
     assert faults.injected["ReceiveMessage:error"] > 0
     assert consumer.stats.deleted == 30
 
@@ -522,13 +380,7 @@ async def test_fake_queue_memory_stays_flat_over_a_long_run() -> None:
     queue = FakeQueue(visibility_timeout=300)
     queue.send_many(f"m{i}" for i in range(20_000))
 
-    async def handler(message: Message) -> None:
-        return None
-
-    with anyio.fail_after(30):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, within=30)
     # THEN the stale entries were swept as they piled up
     assert stats.deleted == 20_000
     assert queue.invisible_entries < 5_000
@@ -544,10 +396,7 @@ async def test_huge_bodies_reach_an_in_process_handler_intact() -> None:
     async def handler(message: Message) -> None:
         seen.append(len(message.body))
 
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, handler)
     assert seen == [len(body)]
     assert stats.deleted == 1
 
@@ -599,12 +448,7 @@ async def test_a_handler_raising_cancelled_error_itself_fails_that_message_only(
         handled.append(message.body)
 
     # WHEN the consumer runs until the queue is empty
-    with anyio.fail_after(20):
-        stats = await Consumer(
-            queue=queue,
-            dispatcher=CallableDispatcher(handler),
-            config=drain_config(max_in_flight=10),
-        ).run()
+    stats = await drain(queue, handler, max_in_flight=10, within=20)
 
     # THEN that was m3's failure, not the run's end: every other message was handled and
     # deleted, and m3 stays in the queue for SQS to deliver again
@@ -645,16 +489,8 @@ async def test_non_aws_receive_errors_back_off_and_the_run_goes_on(
     )
     queue.send_many(f"m{i}" for i in range(15))
 
-    async def handler(message: Message) -> None:
-        return None
-
     # WHEN the consumer runs until the queue is empty
-    with anyio.fail_after(20):
-        stats = await Consumer(
-            queue=queue,
-            dispatcher=CallableDispatcher(handler),
-            config=drain_config(receivers=1),
-        ).run()
+    stats = await drain(queue, receivers=1, within=20)
 
     # THEN it backed off, logged each error with its type and text, and drained the queue
     assert queue.errors == []
@@ -663,131 +499,3 @@ async def test_non_aws_receive_errors_back_off_and_the_run_goes_on(
     assert "ConnectionResetError: [Errno 104] Connection reset by peer" in caplog.text
     assert "KeyError: 'Messages'" in caplog.text
     assert stats.api_errors == {"ReceiveMessage": 2}
-
-
-class OneByOne:
-    """A handler that holds every message until `let_go(n)` lets n of them finish."""
-
-    def __init__(self) -> None:
-        self._finish = asyncio.Semaphore(0)
-        self.running = 0
-
-    def let_go(self, n: int) -> None:
-        for _ in range(n):
-            self._finish.release()
-
-    async def __call__(self, message: Message) -> None:
-        self.running += 1
-        try:
-            await self._finish.acquire()
-        finally:
-            self.running -= 1
-
-
-async def _until(condition: Any) -> None:
-    """Run the event loop until `condition()` holds (5 s watchdog against a hang)."""
-    with anyio.fail_after(5):
-        while not condition():
-            await anyio.lowlevel.checkpoint()
-
-
-def _window_consumer(queue: RecordingQueue, handler: OneByOne, window: float) -> Consumer:
-    return Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=drain_config(
-            max_in_flight=10, receivers=1, batch_size=10, receive_batch_window=window
-        ),
-    )
-
-
-async def test_batch_window_waits_for_more_free_slots_and_receives_them_in_one_call() -> None:
-    # GIVEN a full capacity of 10 held by a handler that lets messages go one by one, and a
-    # batching window (the largest, so the wait ends by filling the batch, not by time)
-    queue = RecordingQueue()
-    queue.send_many(f"m{i}" for i in range(30))
-    handler = OneByOne()
-    consumer = _window_consumer(queue, handler, 1.0)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        await _until(lambda: handler.running == 10)
-        # WHEN one message finishes, the receiver wakes for its slot, and then the other 9
-        handler.let_go(1)
-        await _until(lambda: consumer.in_flight == 9 and bool(consumer._capacity.waiters))
-        asks_in_window = list(queue.receive_asks)
-        handler.let_go(9)
-        await _until(lambda: len(queue.receive_asks) == 2)
-        # THEN it waited in the window instead of receiving 1, and took all 10 in one call
-        assert asks_in_window == [10]
-        assert queue.receive_asks == [10, 10]
-        handler.let_go(100)
-    assert consumer.stats.deleted == 30
-
-
-async def test_without_a_batch_window_a_freed_slot_is_received_at_once() -> None:
-    # GIVEN the same full capacity, with the window off (the default)
-    queue = RecordingQueue()
-    queue.send_many(f"m{i}" for i in range(30))
-    handler = OneByOne()
-    consumer = _window_consumer(queue, handler, 0.0)
-    assert ConsumerConfig().receive_batch_window == 0.0
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        await _until(lambda: handler.running == 10)
-        # WHEN one message finishes
-        handler.let_go(1)
-        await _until(lambda: len(queue.receive_asks) == 2)
-        # THEN its slot is received at once, alone
-        assert queue.receive_asks == [10, 1]
-        handler.let_go(100)
-    assert consumer.stats.deleted == 30
-
-
-async def test_stop_during_the_batch_window_leaves_at_once_without_receiving() -> None:
-    # GIVEN a receiver waiting in the window with one freed slot
-    queue = RecordingQueue()
-    queue.send_many(f"m{i}" for i in range(30))
-    handler = OneByOne()
-    consumer = _window_consumer(queue, handler, 1.0)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        await _until(lambda: handler.running == 10)
-        handler.let_go(1)
-        await _until(lambda: consumer.in_flight == 9 and bool(consumer._capacity.waiters))
-        # WHEN the consumer stops
-        consumer.stop()
-        # THEN the receiver leaves the window at once: it gives its slot back (not after
-        # the window's second) and receives nothing more
-        for _ in range(20):
-            await anyio.lowlevel.checkpoint()
-        assert consumer._capacity.free == 10 - consumer.in_flight
-        assert queue.receive_asks == [10]
-        handler.let_go(100)
-    assert consumer.stats.received == 10
-    assert consumer.stats.deleted == 10
-
-
-async def test_batch_window_does_not_wait_for_slots_beyond_a_capacity_below_the_batch() -> None:
-    # GIVEN a capacity of 1 (below the batch of 10) and the largest window
-    queue = RecordingQueue()
-    queue.send_many(f"m{i}" for i in range(5))
-    handler = OneByOne()
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=drain_config(max_in_flight=1, receivers=1, receive_batch_window=1.0),
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        await _until(lambda: handler.running == 1)
-        # WHEN the message finishes, freeing the whole capacity
-        handler.let_go(1)
-        # THEN the next receive goes within a few event-loop turns (no slot can come to wait
-        # for), not after the window
-        for _ in range(50):
-            if len(queue.receive_asks) == 2:
-                break
-            await anyio.lowlevel.checkpoint()
-        assert queue.receive_asks == [1, 1]
-        handler.let_go(100)
-    assert consumer.stats.deleted == 5

@@ -8,14 +8,13 @@ checked without a wall-clock threshold.
 
 from __future__ import annotations
 
-import asyncio
-import selectors
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from _consumer_helpers import run_virtual, running
 
 from asyncloop import (
     BatchEntryFailure,
@@ -27,42 +26,6 @@ from asyncloop import (
     Stats,
 )
 from asyncloop.testing import FakeQueue
-
-
-class _JumpingSelector:
-    """A selector that, when nothing is ready, moves the loop's clock forward by the timeout
-    asyncio asked to wait (to the next timer) instead of sleeping."""
-
-    def __init__(self, loop: VirtualClockLoop) -> None:
-        self._loop = loop
-        self._selector = selectors.DefaultSelector()
-
-    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
-        events = self._selector.select(0)
-        if not events and timeout is not None and timeout > 0:
-            self._loop.now += timeout
-        elif not events and timeout is None:
-            # Nothing scheduled at all: only another thread can wake the loop.
-            events = self._selector.select(None)
-        return events
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._selector, name)
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop on a virtual clock: work takes no time, waits take exactly their time."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        super().__init__(selector=_JumpingSelector(self))  # type: ignore[arg-type]
-
-    def time(self) -> float:
-        return self.now
-
-
-def run_virtual(main: Callable[[], Awaitable[Any]]) -> Any:
-    return anyio.run(main, backend="asyncio", backend_options={"loop_factory": VirtualClockLoop})
 
 
 class HangingQueue(FakeQueue):
@@ -117,8 +80,7 @@ def test_stop_during_a_default_long_poll_takes_shutdown_grace_not_poll_plus_grac
             await finish.wait()
 
         consumer = Consumer(queue=queue, dispatcher=CallableDispatcher(handler), config=config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer.run)
+        async with running(consumer):
             await started.wait()
             await anyio.sleep(1)  # the receiver is 1 s into its 20 s long poll
             # WHEN the consumer is asked to stop
@@ -153,8 +115,7 @@ def test_a_receive_that_never_answers_is_abandoned_at_the_one_stop_deadline() ->
             await queue.released.wait()
 
         consumer = Consumer(queue=queue, dispatcher=CallableDispatcher(handler), config=config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer.run)
+        async with running(consumer):
             await started.wait()
             await queue.receive_hanging.wait()
             # WHEN the consumer is asked to stop

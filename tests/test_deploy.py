@@ -91,7 +91,8 @@ def _client_error(operation: str, message: str) -> Exception:
 
 async def _deploy_fake(code_zip: Path, fake: _FakeAws) -> Any:
     from asyncloop._config import AwsConfig
-    from asyncloop._deploy.deploy import DeploySpec, deploy
+    from asyncloop._deploy.deploy import deploy
+    from asyncloop._deploy.spec import DeploySpec
 
     spec = DeploySpec(zip_path=code_zip, bucket="code-bucket", poll_interval=0.01, timeout=5)
     return await deploy(spec, AwsConfig(region="eu-west-1"), clients=fake)

@@ -18,6 +18,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import pytest
+from _consumer_helpers import consumer_of
 
 from asyncloop import (
     CallableDispatcher,
@@ -296,11 +297,7 @@ async def test_stop_abandons_a_blocked_sync_handler_after_the_grace(blocker: Blo
     # GIVEN a sync handler blocked until the test lets it go, which it does only once run()
     # returned (so a stop that waits for the thread hangs instead of passing)
     queue, message_id = _one_blocking_message()
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(blocker),
-        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=0.05),
-    )
+    consumer = consumer_of(queue, blocker, receivers=1, shutdown_grace=0.05)
 
     async def stop_once_started() -> None:
         await anyio.to_thread.run_sync(blocker.started.wait)
@@ -327,11 +324,7 @@ async def test_stop_abandons_a_blocked_sync_handler_after_the_grace(blocker: Blo
 async def test_cancelling_run_abandons_a_blocked_sync_handler(blocker: Blocker) -> None:
     # GIVEN a blocked sync handler and a grace period far longer than the test
     queue, message_id = _one_blocking_message()
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(blocker),
-        config=ConsumerConfig(wait_time_seconds=0, receivers=1, shutdown_grace=3600.0),
-    )
+    consumer = consumer_of(queue, blocker, receivers=1, shutdown_grace=3600.0)
     # WHEN run() is cancelled while the handler runs (the CLI's second signal)
     async with anyio.create_task_group() as group:
         group.start_soon(consumer.run)

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _consumer_helpers import VisibilityQueue, drain_config
+from _consumer_helpers import VisibilityQueue, drain, drain_config, fail
 
 from asyncloop import (
     CallableDispatcher,
@@ -30,14 +30,7 @@ async def test_failed_dispatch_sets_backoff_visibility_in_batches_of_at_most_ten
     queue = VisibilityQueue(visibility_timeout=300)
     queue.send_many(f"m{i}" for i in range(25))
 
-    async def handler(message: Message) -> None:
-        raise HandlerFailed("no")
-
-    config = drain_config(failure_backoff_base=4.0, failure_backoff_cap=60.0)
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=config
-        ).run()
+    stats = await drain(queue, fail, failure_backoff_base=4.0, failure_backoff_cap=60.0)
     # THEN each got a visibility of 2..4 s (first receive), sent in calls of <= 10 distinct Ids
     assert stats.failed == 25
     assert stats.backed_off == 25
@@ -54,13 +47,7 @@ async def test_no_failure_backoff_leaves_visibility_alone() -> None:
     queue = VisibilityQueue(visibility_timeout=300)
     queue.send_many(["bad"])
 
-    async def handler(message: Message) -> None:
-        raise HandlerFailed("no")
-
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, fail)
     assert stats.failed == 1
     assert queue.visibility_calls == []
     assert queue.in_flight_count == 1
@@ -73,14 +60,7 @@ async def test_per_entry_visibility_failures_are_retried() -> None:
     queue = VisibilityQueue(visibility_timeout=300, faults=faults)
     queue.send_many(f"m{i}" for i in range(40))
 
-    async def handler(message: Message) -> None:
-        raise HandlerFailed("no")
-
-    config = drain_config(failure_backoff_base=2.0, delete_attempts=5)
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=config
-        ).run()
+    stats = await drain(queue, fail, failure_backoff_base=2.0, delete_attempts=5)
     # THEN the failed entries were sent again, and (nearly) all backoffs went through
     assert faults.injected["ChangeMessageVisibilityBatch:entry"] > 0
     assert len(queue.timeouts()) > 40
@@ -229,10 +209,7 @@ async def test_a_garbage_sent_timestamp_never_costs_the_delete() -> None:
         handled.append(message.body)
 
     # WHEN the consumer runs until empty
-    with anyio.fail_after(20):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, handler, within=20)
 
     # THEN each was handled once and deleted; only its send latency went unrecorded
     assert sorted(handled) == [f"m{i}" for i in range(5)]
@@ -263,10 +240,7 @@ async def test_a_failure_logs_type_and_text_at_warning_and_the_traceback_at_debu
         lookup(message)
 
     # WHEN the consumer runs until empty
-    with anyio.fail_after(20):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, handler, within=20)
 
     # THEN WARNING says why each failed, DEBUG adds the traceback, and neither says a body
     # or a receipt handle

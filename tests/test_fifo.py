@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _consumer_helpers import VisibilityQueue, drain_config
+from _consumer_helpers import VisibilityQueue, drain, running, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,11 +106,8 @@ def test_fifo_order_within_a_group_holds_under_concurrency(
                 queue.send(body, group_id=body.split("-")[0], deduplication_id=body)
         all_done.append(anyio.Event())
         consumer = Consumer(queue=queue, dispatcher=CallableDispatcher(handler), config=config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer.run)
-            with anyio.fail_after(30):
-                await all_done[0].wait()
-            consumer.stop()
+        async with running(consumer):
+            await wait_for(all_done[0], 30)
         # every delete flushed on stop
         assert len(queue) == 0
         return consumer
@@ -148,10 +145,7 @@ async def test_fifo_failure_releases_the_rest_of_its_group_unstarted() -> None:
         if message.body == "m1":
             raise HandlerFailed("no")
 
-    with anyio.fail_after(10):
-        stats = await Consumer(
-            queue=queue, dispatcher=CallableDispatcher(handler), config=drain_config()
-        ).run()
+    stats = await drain(queue, handler)
     # THEN m2..m4 never started and were released at once; m1 waits out its visibility,
     # still ahead of them; the other group was not held up
     assert [b for b in started if b.startswith("m")] == ["m0", "m1"]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from _consumer_helpers import VisibilityQueue
+from _consumer_helpers import Gate, VisibilityQueue, consumer_of, running, wait_for
 
 from asyncloop import (
     CallableDispatcher,
@@ -23,33 +24,44 @@ from asyncloop import (
 # -- the visibility heartbeat and lease loss ------------------------------------------------
 
 
+def _on_a_1s_lease(queue: VisibilityQueue, dispatcher: Any, **config: Any) -> Consumer:
+    """A consumer of `queue` (receiving without a long poll) on a 1 s visibility timeout, so
+    its heartbeat extends a few times a second; `dispatcher` is a Dispatcher or a handler."""
+    if not hasattr(dispatcher, "dispatch"):
+        dispatcher = CallableDispatcher(dispatcher)
+    return Consumer(
+        queue=queue,
+        dispatcher=dispatcher,
+        config=ConsumerConfig(wait_time_seconds=0, **config),
+        visibility_timeout=1,
+    )
+
+
+async def _steal_the_lease(
+    queue: VisibilityQueue, message_id: str, started: anyio.Event, cancelled: anyio.Event
+) -> None:
+    """Once the dispatch has `started`, make its receipt handle stale (as if the message was
+    received elsewhere); return once the next extension found that and `cancelled` is set."""
+    await wait_for(started, 10)
+    queue.invalidate_receipt_handle(message_id)
+    await wait_for(cancelled, 20)
+
+
 @pytest.mark.asyncio
 async def test_heartbeat_extends_a_long_dispatch_so_it_is_not_redelivered() -> None:
     # GIVEN a 1 s visibility timeout and a dispatch that outlives it several times
     queue = VisibilityQueue(visibility_timeout=1)
     message_id = queue.send("slow")
     queue.calls_wanted = 4
-    release = anyio.Event()
-
-    async def handler(message: Message) -> None:
-        await release.wait()
-
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, receivers=2),
-        visibility_timeout=1,
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
+    gate = Gate()
+    consumer = _on_a_1s_lease(queue, gate, receivers=2)
+    async with running(consumer):
         # WHEN four extensions have been sent (about two timeouts' worth)
-        with anyio.fail_after(20):
-            await queue.enough_calls.wait()
+        await wait_for(queue.enough_calls, 20)
         # THEN it was never visible again nor received twice
         assert queue.receive_count_of(message_id) == 1
         assert queue.visible_count == 0
-        release.set()
-        consumer.stop()
+        gate.release.set()
     assert consumer.stats.extended >= 3
     assert consumer.stats.deleted == 1
     assert all(call and len(call) <= 10 for call in queue.visibility_calls)
@@ -65,27 +77,16 @@ async def test_a_consumer_without_a_visibility_timeout_reads_the_queues_and_exte
     queue = VisibilityQueue(visibility_timeout=1)
     message_id = queue.send("slow")
     queue.calls_wanted = 2
-    release = anyio.Event()
-
-    async def handler(message: Message) -> None:
-        await release.wait()
-
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0),
-    )
+    gate = Gate()
+    consumer = consumer_of(queue, gate)
     caplog.set_level(logging.INFO, logger="asyncloop")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
+    async with running(consumer):
         # WHEN two extensions have been sent
-        with anyio.fail_after(20):
-            await queue.enough_calls.wait()
+        await wait_for(queue.enough_calls, 20)
         # THEN the consumer read the queue's timeout, and the message was never received twice
         assert consumer.visibility_timeout == 1
         assert queue.receive_count_of(message_id) == 1
-        release.set()
-        consumer.stop()
+        gate.release.set()
     assert consumer.stats.deleted == 1
     assert set(queue.timeouts()) == {1}
     assert "heartbeat uses the queue's VisibilityTimeout of 1 s" in caplog.text
@@ -132,20 +133,12 @@ async def test_heartbeat_stops_at_the_extension_cap(caplog: pytest.LogCaptureFix
             return
         await release.wait()
 
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, max_visibility_extension=1.0),
-        visibility_timeout=1,
-    )
+    consumer = _on_a_1s_lease(queue, handler, max_visibility_extension=1.0)
     caplog.set_level(logging.WARNING, logger="asyncloop")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
+    async with running(consumer):
         # WHEN the cap is used up, SQS hands the message out again
-        with anyio.fail_after(20):
-            await redelivered.wait()
+        await wait_for(redelivered, 20)
         release.set()
-        consumer.stop()
     assert consumer.stats.extended <= 2
     assert "extension cap" in caplog.text
     assert message_id in caplog.text
@@ -172,26 +165,15 @@ async def test_lease_lost_cancels_the_dispatch_and_counts_it(
             cancelled.set()
             raise
 
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, receivers=1),
-        visibility_timeout=1,
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        with anyio.fail_after(10):
-            await started.wait()
-        # WHEN the handle goes stale (as if the message was received elsewhere)
-        queue.invalidate_receipt_handle(message_id)
-        # THEN the next extension finds it invalid and the dispatch is cancelled
-        with anyio.fail_after(20):
-            await cancelled.wait()
+    consumer = _on_a_1s_lease(queue, handler, receivers=1)
+    async with running(consumer):
+        # WHEN the handle goes stale, THEN the next extension finds it invalid and the
+        # dispatch is cancelled
+        await _steal_the_lease(queue, message_id, started, cancelled)
         for _ in range(10):
             await anyio.lowlevel.checkpoint()
         assert consumer.stats.lease_lost == 1
         assert consumer.in_flight == 0
-        consumer.stop()
     stats = consumer.stats
     # nothing deleted or released with the stale handle; the consumer kept running
     assert (stats.deleted, stats.released, stats.release_failed, stats.failed) == (0, 0, 0, 0)
@@ -215,17 +197,10 @@ async def test_an_extension_answered_after_the_release_cannot_hide_the_message()
     async def handler(message: Message) -> None:
         await anyio.sleep_forever()
 
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=CallableDispatcher(handler),
-        config=ConsumerConfig(wait_time_seconds=0, shutdown_grace=0.0),
-        visibility_timeout=1,
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
+    consumer = _on_a_1s_lease(queue, handler, shutdown_grace=0.0)
+    async with running(consumer):
         # WHEN it stops while the extension is under way (the release overtakes it)
-        with anyio.fail_after(10):
-            await queue.call_started.wait()
+        await wait_for(queue.call_started, 10)
         consumer.stop()
     # THEN the message is visible: SQS (and the fake) refuse to extend a message that is no
     # longer in flight, and the consumer, no longer holding it, ignores that answer
@@ -265,24 +240,13 @@ async def test_lease_lost_in_a_sync_handler_stops_waiting_for_its_thread() -> No
         gate.wait(30)
 
     watcher = CancelWatcher(CallableDispatcher(handler))
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=watcher,
-        config=ConsumerConfig(wait_time_seconds=0, receivers=1),
-        visibility_timeout=1,
-    )
+    consumer = _on_a_1s_lease(queue, watcher, receivers=1)
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consumer.run)
-            with anyio.fail_after(10):
-                await started.wait()
-            # WHEN the handle goes stale
-            queue.invalidate_receipt_handle(message_id)
-            # THEN the consumer stops waiting for the thread and frees the slot
-            with anyio.fail_after(20):
-                await watcher.cancelled.wait()
+        async with running(consumer):
+            # WHEN the handle goes stale, THEN the consumer stops waiting for the thread
+            await _steal_the_lease(queue, message_id, started, watcher.cancelled)
+            # and frees the slot
             assert consumer.in_flight == 0
-            consumer.stop()
     finally:
         gate.set()
     assert consumer.stats.lease_lost == 1
@@ -308,27 +272,16 @@ async def test_a_dispatcher_that_swallows_the_lease_lost_cancel_leaves_no_trace(
                 cancelled.set()
                 raise HandlerFailed("interrupted", message_id=message.message_id) from None
 
-    consumer = Consumer(
-        queue=queue,
-        dispatcher=SwallowingDispatcher(),
-        config=ConsumerConfig(wait_time_seconds=0, receivers=1, failure_backoff_base=5.0),
-        visibility_timeout=1,
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consumer.run)
-        with anyio.fail_after(10):
-            await started.wait()
+    consumer = _on_a_1s_lease(queue, SwallowingDispatcher(), receivers=1, failure_backoff_base=5.0)
+    async with running(consumer):
         # WHEN the lease is lost (the handle went stale) and the cancel is swallowed
-        queue.invalidate_receipt_handle(message_id)
-        with anyio.fail_after(20):
-            await cancelled.wait()
+        await _steal_the_lease(queue, message_id, started, cancelled)
         for _ in range(10):
             await anyio.lowlevel.checkpoint()
-        # THEN the message is forgotten: not in the lost set, not held, not failed or
-        # backed off with a handle that is no longer ours
-        lost = set(consumer._lost)
-        consumer.stop()
+        # THEN the message is forgotten while the run goes on: its slot is free (it is no
+        # longer held), and it was not failed or backed off with a handle that is not ours
+        held_while_running = consumer.in_flight
     stats = consumer.stats
-    assert lost == set()
+    assert held_while_running == 0
     assert consumer.in_flight == 0
     assert (stats.lease_lost, stats.failed, stats.backed_off) == (1, 0, 0)

@@ -9,8 +9,6 @@ event loop, so these tests are plain functions, not coroutines.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -21,6 +19,7 @@ from _events import (
     kinesis_event,
     kinesis_record,
 )
+from _fresh_imports import loaded_after
 
 import asyncloop.lambda_handler as lh
 from asyncloop import ConfigError, TransportError
@@ -58,19 +57,16 @@ def test_all_lists_exactly_the_public_entry_points() -> None:
 
 def test_importing_the_entry_points_loads_no_aws_sdk_nor_the_loop() -> None:
     # GIVEN a fresh interpreter / WHEN it imports the entry points
-    code = (
-        "import sys, asyncloop.lambda_handler; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('botocore', 'aioboto3', 'aiobotocore', 'aiohttp') "
-        "or m.startswith(('asyncloop._loop', 'asyncloop._deploy', 'asyncloop._aws', "
-        "'asyncloop.testing'))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    loaded = loaded_after(
+        "import asyncloop.lambda_handler",
+        (
+            *("botocore", "aioboto3", "aiobotocore", "aiohttp"),
+            *("asyncloop._loop", "asyncloop._deploy", "asyncloop._aws", "asyncloop.testing"),
+        ),
     )
     # THEN no AWS SDK (most of a cold start), and not the Kinesis loop (the worker function
     # never runs it), packaging or the fakes: they load on the first invocation that needs them
-    assert out.stdout.strip() == "[]"
+    assert loaded == []
 
 
 # -- loop_handler and watchdog_handler ------------------------------------------------------

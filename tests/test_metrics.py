@@ -200,7 +200,7 @@ def test_a_port_in_use_is_an_oserror() -> None:
 @pytest.mark.asyncio
 async def test_the_run_observer_reports_a_port_in_use_as_one_error() -> None:
     from asyncloop import AsyncloopError
-    from asyncloop._cli import _Observe, _observing
+    from asyncloop._cli_observe import _Observe, _observing
 
     # GIVEN a port someone holds
     with socket.socket() as holder:

@@ -6,7 +6,6 @@ the zip holds the handler, aioboto3 and aarch64 extension modules, and no tests 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -19,7 +18,7 @@ from typing import Literal
 
 import pytest
 
-from asyncloop._cli_deploy import register
+from asyncloop._cli import main
 from asyncloop._deploy.package import (
     MANIFEST_NAME,
     PackageError,
@@ -32,16 +31,6 @@ from asyncloop._deploy.package import (
     write_zip,
 )
 from asyncloop._exceptions import ConfigError
-
-
-def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    register(subparsers)
-    args = parser.parse_args(argv)
-    code: int = args.handler(args)
-    return code
-
 
 # --------------------------------------------------------------------------- platforms and pip
 
@@ -217,7 +206,7 @@ def test_a_real_pip_failure_is_reported(tmp_path: Path) -> None:
 def test_real_build_for_arm64(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN the CLI / WHEN it builds for arm64 and Python 3.12 from PyPI's wheels
     out = tmp_path / "asyncloop-arm64.zip"
-    code = _cli(
+    code = main(
         ["package", "--architecture", "arm64", "--python", "3.12", "-o", str(out), "--json"]
     )
     assert code == 0
@@ -247,7 +236,7 @@ def test_real_build_for_arm64(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_cli_bad_arguments_exit_2_with_one_error_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = _cli(["package", "--add", str(tmp_path / "missing.py"), "-o", str(tmp_path / "x.zip")])
+    code = main(["package", "--add", str(tmp_path / "missing.py"), "-o", str(tmp_path / "x.zip")])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
@@ -257,7 +246,7 @@ def test_cli_bad_arguments_exit_2_with_one_error_line(
 def test_cli_pip_failure_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    code = _cli(
+    code = main(
         ["package", "--find-links", str(wheels), "--no-index", "-o", str(tmp_path / "x.zip")]
     )
     assert code == 1

@@ -1,21 +1,18 @@
-"""`asyncloop run --processes`: shares, child argv, merged statistics, exit codes, and the
-supervisor with stand-in children (small Python scripts)."""
+"""`asyncloop run --processes` (asyncloop._processes): shares, child argv, the merged summary,
+exit codes, and the CLI refusing bad settings before spawning (the supervisor is tested in
+test_supervisor.py, Stats' state and merging in test_stats.py)."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
+from _consumer_helpers import sample_stats
 
-from asyncloop import _cli
+from asyncloop import _cli, _cli_flags, _cli_run
 from asyncloop._exceptions import ConfigError
 from asyncloop._processes import (
-    STATE_KEY,
     ChildPlan,
     ChildResult,
     Option,
@@ -25,25 +22,7 @@ from asyncloop._processes import (
     merged_summary,
     parse_processes,
     plan,
-    supervise,
 )
-from asyncloop._stats import LatencyHistogram, Stats
-
-
-def _stats(succeeded: int, *, latencies: tuple[float, ...] = (), busy: float = 1.0) -> Stats:
-    stats = Stats()
-    stats.received = stats.dispatched = stats.deleted = succeeded
-    stats.succeeded = succeeded
-    stats.peak_in_flight = 3
-    stats.concurrency_limit = stats.concurrency_limit_min = 8
-    stats.count_call("ReceiveMessage", 2)
-    for seconds in latencies:
-        stats.receive_to_done.record(seconds)
-    stats.started_at = 100.0
-    stats.last_success_at = 100.0 + busy
-    stats.stopped_at = 100.0 + busy + 0.5
-    return stats
-
 
 # -- parse_processes, available_cores, plan ------------------------------------------------
 
@@ -128,8 +107,8 @@ def test_the_run_flags_reach_a_child_through_the_parser() -> None:
         ["run", "--queue-url", "https://sqs.us-east-1.amazonaws.com/1/q", "--handler", "m:f",
          "--processes", "2", "--wait-time-seconds", "0", "--until-empty"]
     )  # fmt: skip
-    _cli._resolve_env(args)
-    flags = {action.option_strings[0] for action in _cli._run_parser()._actions[1:]}
+    _cli_flags._resolve_env(args)
+    flags = {action.option_strings[0] for action in _cli_run._run_parser()._actions[1:]}
     # THEN the flags the wiring passes on are the run parser's
     assert {"--queue-url", "--handler", "--processes", "--until-empty", "--event-loop"} <= flags
     assert args.processes == "2"
@@ -138,55 +117,9 @@ def test_the_run_flags_reach_a_child_through_the_parser() -> None:
 # -- merge and state --------------------------------------------------------------------------
 
 
-def test_stats_survive_their_state_as_json() -> None:
-    # GIVEN statistics with latencies and calls
-    stats = _stats(5, latencies=(0.010, 0.020, 0.5))
-    # WHEN they go through JSON and back
-    again = Stats.from_state(json.loads(json.dumps(stats.to_state())))
-    # THEN nothing changed
-    assert again.to_dict() == stats.to_dict()
-    assert again.receive_to_done.percentile(99) == stats.receive_to_done.percentile(99)
-
-
-def test_an_empty_histogram_state_has_no_infinity() -> None:
-    # GIVEN an empty histogram, WHEN its state is JSON, THEN it is standard JSON and returns
-    text = json.dumps(LatencyHistogram().to_state(), allow_nan=False)
-    assert LatencyHistogram.from_state(json.loads(text)).count == 0
-
-
-def test_a_malformed_state_is_a_value_error() -> None:
-    state = _stats(1, latencies=(0.01,)).to_state()
-    state["receive_to_done"]["count"] = 7
-    with pytest.raises(ValueError, match="do not add up"):
-        Stats.from_state(state)
-    with pytest.raises(ValueError, match="not a stats state"):
-        Stats.from_state({"counters": {}})
-
-
-def test_merged_stats_sum_counters_merge_histograms_and_recompute_throughput() -> None:
-    # GIVEN two processes' statistics: 100 successes in 2 s, and 50 in 1 s
-    fast = [0.001] * 100
-    slow = [0.100] * 50
-    one, two = _stats(100, latencies=tuple(fast), busy=2.0), _stats(50, latencies=tuple(slow))
-    # WHEN merged
-    merged = Stats.merged([one, two])
-    summary = merged.to_dict()
-    # THEN counters and calls are summed, the histograms merged whole, the duration the
-    # longest, and throughput the summed successes over the longest busy time
-    assert summary["succeeded"] == summary["deleted"] == 150
-    assert summary["peak_in_flight"] == 6
-    assert summary["concurrency_limit"] == summary["concurrency_limit_min"] == 16
-    assert summary["api_calls"] == {"ReceiveMessage": 4}
-    assert merged.receive_to_done.count == 150
-    assert summary["latency_ms"]["p50"] == pytest.approx(1.0, rel=0.01)
-    assert summary["latency_ms"]["p99"] == pytest.approx(100.0, rel=0.01)
-    assert summary["duration_s"] == pytest.approx(2.5)
-    assert summary["throughput_msgs_s"] == pytest.approx(75.0)
-
-
 def test_merged_summary_adds_processes_and_exit_codes_or_is_none() -> None:
     results = [
-        ChildResult(index=0, exit_code=0, stats=_stats(3)),
+        ChildResult(index=0, exit_code=0, stats=sample_stats(3)),
         ChildResult(index=1, exit_code=1, stats=None),
     ]
     summary = merged_summary(results)
@@ -200,7 +133,7 @@ def test_merged_summary_adds_processes_and_exit_codes_or_is_none() -> None:
 
 def _result(code: int, *, stats: bool = True, idle: bool = False) -> ChildResult:
     return ChildResult(
-        index=0, exit_code=code, stats=_stats(1) if stats else None, stopped_idle=idle
+        index=0, exit_code=code, stats=sample_stats(1) if stats else None, stopped_idle=idle
     )
 
 
@@ -263,73 +196,3 @@ def test_uvloop_without_the_package_exits_2_saying_how_to_get_it(
     code, err = _main([*BASE, "--event-loop", "uvloop"], capsys)
     assert code == 2
     assert "--event-loop uvloop needs the uvloop package: pip install 'asyncloop[uvloop]'" in err
-
-
-# -- the supervisor, with stand-in children ---------------------------------------------------
-
-# A stand-in child: says it is ready on stderr, waits for SIGTERM (forever without one), then
-# prints its statistics as a real child does, and exits 0.
-_WAITS_FOR_SIGTERM = """
-import json, signal, sys
-from asyncloop._stats import Stats
-
-def stop(signum, frame):
-    stats = Stats()
-    stats.received = stats.succeeded = {n}
-    print("stopping", file=sys.stderr, flush=True)
-    print(json.dumps({{{key!r}: stats.to_state()}}), flush=True)
-    sys.exit(0)
-
-signal.signal(signal.SIGTERM, stop)
-print("ready\\nsecond line", file=sys.stderr, flush=True)
-while True:
-    signal.pause()
-"""
-
-# A stand-in child that fails once the other child is ready (a marker file it waits for).
-_FAILS = """
-import os, sys, time
-print("handler output on stdout")
-while not os.path.exists({marker!r}):
-    time.sleep(0.01)
-print("broken", file=sys.stderr, flush=True)
-sys.exit(3)
-"""
-
-
-@pytest.mark.anyio
-async def test_a_failed_child_stops_the_others_gracefully_and_the_run_fails(
-    tmp_path: Path,
-) -> None:
-    # GIVEN a child that waits for SIGTERM and one that fails once the first is ready
-    marker = tmp_path / "ready"
-    waiting = _WAITS_FOR_SIGTERM.format(n=7, key=STATE_KEY)
-    # The marker is made after the ready lines are written: a SIGTERM any earlier would
-    # stop the child before it printed them.
-    ready = 'print("ready\\nsecond line", file=sys.stderr, flush=True)\n'
-    assert ready in waiting
-    waiting = waiting.replace(ready, ready + f"open({str(marker)!r}, 'w').close()\n")
-    argvs = [
-        [sys.executable, "-c", textwrap.dedent(waiting)],
-        [sys.executable, "-c", _FAILS.format(marker=str(marker))],
-    ]
-    stderr = io.StringIO()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    # WHEN supervised (a missing forward would leave the first child waiting: the test's
-    # timeout fails it)
-    results = await supervise(argvs, env=env, stderr=stderr)
-    # THEN the first was stopped by SIGTERM and reported, the second failed: the run fails;
-    # every child line reached stderr with its prefix, the failed child's stdout too
-    assert [r.exit_code for r in results] == [0, 3]
-    assert results[0].stats is not None
-    assert results[0].stats.succeeded == 7
-    assert results[1].stats is None
-    assert exit_code(results) == 1
-    lines = stderr.getvalue().splitlines()
-    assert {"[p0] ready", "[p0] second line", "[p0] stopping", "[p1] broken"} <= set(lines)
-    assert "[p1] handler output on stdout" in lines
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

@@ -3,14 +3,13 @@ the invariants do catch a control plane that is broken on purpose."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import pytest
 
 import asyncloop._loop.lease
 import asyncloop._loop.runner
-from asyncloop._cli_loop import register
+from asyncloop._cli import main
 from asyncloop._loop.control import ClaimOutcome, LeaseItem, LoopToken
 from asyncloop._loop.simulate import SimConfig, SimReport, simulate
 
@@ -104,16 +103,8 @@ def test_without_re_seeding_a_lost_token_is_caught_as_a_silent_loop(
     assert not report.invariants["no_silent_loop"]
 
 
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.handler(args)
-    return code
-
-
 def test_cli_simulate_reports_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_cli("loop", "simulate", "--days", "0.5", "--seed", "3")
+    code = main(["loop", "simulate", "--days", "0.5", "--seed", "3"])
 
     out = capsys.readouterr().out
     assert code == 0
@@ -122,7 +113,7 @@ def test_cli_simulate_reports_and_exits_zero(capsys: pytest.CaptureFixture[str])
 
 
 def test_cli_simulate_rejects_bad_days_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_cli("loop", "simulate", "--days", "0")
+    code = main(["loop", "simulate", "--days", "0"])
 
     err = capsys.readouterr().err
     assert code == 2
@@ -137,15 +128,15 @@ def test_cli_simulate_exits_one_when_an_invariant_breaks(
 
     monkeypatch.setattr(asyncloop._loop.lease, "claim_outcome", unfenced)
 
-    code = run_cli("loop", "simulate", "--days", "0.5", "--fault-scale", "100")
+    code = main(["loop", "simulate", "--days", "0.5", "--fault-scale", "100"])
 
     assert code == 1
     assert "INVARIANTS BROKEN" in capsys.readouterr().out
 
 
 def test_cli_start_rejects_more_loops_than_the_cap(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_cli(
-        "loop", "start", "--table", "t", "--stream", "s", "--loops", "5", "--max-loops", "2"
+    code = main(
+        ["loop", "start", "--table", "t", "--stream", "s", "--loops", "5", "--max-loops", "2"]
     )
 
     assert code == 2

@@ -20,6 +20,19 @@ async def settle() -> None:
         await anyio.lowlevel.checkpoint()
 
 
+class Receivers:
+    """Capacity 20 with a low-water mark, all of it taken; `receiver` records in `got` what
+    each of its take(10) calls got."""
+
+    def __init__(self, low_water: int) -> None:
+        self.slots = Slots(20, low_water=low_water)
+        self.slots.take_nowait(20)
+        self.got: list[int] = []
+
+    async def receiver(self) -> None:
+        self.got.append(await self.slots.take(10))
+
+
 async def test_take_without_waiting_takes_up_to_want() -> None:
     # GIVEN 5 free slots
     slots = Slots(5)
@@ -61,16 +74,11 @@ async def test_a_give_wakes_waiters_in_arrival_order_and_promises_them_the_slots
 
 async def test_a_woken_receiver_takes_all_that_its_turn_freed() -> None:
     # GIVEN capacity 20 with a low-water mark of 2, all taken, and two receivers of up to 10
-    slots = Slots(20, low_water=2)
-    slots.take_nowait(20)
-    got: list[int] = []
-
-    async def receiver() -> None:
-        got.append(await slots.take(10))
-
+    full = Receivers(low_water=2)
+    slots, got = full.slots, full.got
     async with anyio.create_task_group() as tg:
-        tg.start_soon(receiver)
-        tg.start_soon(receiver)
+        tg.start_soon(full.receiver)
+        tg.start_soon(full.receiver)
         await settle()
         # WHEN ten completions give their slot back in one event-loop turn
         for _ in range(10):
@@ -112,15 +120,10 @@ async def test_a_newcomer_does_not_overtake_a_waiter() -> None:
 
 async def test_low_water_holds_a_waiter_until_enough_are_free() -> None:
     # GIVEN capacity 20 with a low-water mark of 10, all taken
-    slots = Slots(20, low_water=10)
-    slots.take_nowait(20)
-    got: list[int] = []
-
-    async def receiver() -> None:
-        got.append(await slots.take(10))
-
+    full = Receivers(low_water=10)
+    slots, got = full.slots, full.got
     async with anyio.create_task_group() as tg:
-        tg.start_soon(receiver)
+        tg.start_soon(full.receiver)
         await settle()
         # WHEN 9 come back, THEN it still waits
         slots.give(9)

@@ -1,74 +1,14 @@
-"""Latency histogram accuracy and the stats summary."""
+"""Stats: the summary's keys, throughput and duration, the state a child process sends its
+supervisor, and merging several processes' statistics."""
 
 from __future__ import annotations
 
-import random
-import tracemalloc
+import json
 
 import pytest
+from _consumer_helpers import sample_stats
 
-from asyncloop import LatencyHistogram, Stats
-
-
-def test_percentiles_within_one_percent_of_exact() -> None:
-    rng = random.Random(1)
-    values = [rng.lognormvariate(-3, 1) for _ in range(20_000)]
-    histogram = LatencyHistogram()
-    for value in values:
-        histogram.record(value)
-    ordered = sorted(values)
-    for q in (50, 95, 99):
-        exact = ordered[int(len(ordered) * q / 100) - 1]
-        got = histogram.percentile(q)
-        assert got is not None
-        assert abs(got - exact) / exact < 0.011, (q, got, exact)
-    assert histogram.count == 20_000
-    assert histogram.min == min(values)
-    assert histogram.max == max(values)
-
-
-def test_memory_is_fixed_whatever_the_count() -> None:
-    # GIVEN a histogram that already saw one value in each decade it will see
-    histogram = LatencyHistogram()
-    for seconds in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0):
-        histogram.record(seconds)
-    # WHEN 100,000 more values are recorded, traced by tracemalloc
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        for i in range(100_000):
-            histogram.record(0.001 + i * 1e-7)
-        after, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    # THEN the memory it holds grew by less than 1 byte per value (keeping the values, even
-    # as floats in a list, would cost over 800 KB; the buckets' counts cost a few KB)
-    assert histogram.count == 100_007
-    assert after - before < 100_000
-
-
-def test_empty_and_extremes() -> None:
-    histogram = LatencyHistogram()
-    assert histogram.percentile(50) is None
-    assert histogram.summary_ms() == {"p50": None, "p95": None, "p99": None, "max": None}
-    histogram.record(0.0)
-    histogram.record(1e9)  # beyond the last bucket: clamped, not an IndexError
-    assert histogram.percentile(100) == 1e9
-    with pytest.raises(ValueError, match="q must be"):
-        histogram.percentile(0)
-
-
-def test_merge_adds_counts() -> None:
-    a, b = LatencyHistogram(), LatencyHistogram()
-    for _ in range(10):
-        a.record(0.01)
-    for _ in range(30):
-        b.record(0.1)
-    a.merge(b)
-    assert a.count == 40
-    p50 = a.percentile(50)
-    assert p50 is not None
-    assert p50 == pytest.approx(0.1, rel=0.01)
+from asyncloop import Stats
 
 
 def test_to_dict_has_the_cli_contract_keys() -> None:
@@ -108,3 +48,46 @@ def test_throughput_is_zero_when_nothing_succeeded() -> None:
 
     # WHEN / THEN its throughput is 0, not a division by zero
     assert stats.throughput_msgs_s == 0.0
+
+
+def test_stats_survive_their_state_as_json() -> None:
+    # GIVEN statistics with latencies and calls
+    stats = sample_stats(5, latencies=(0.010, 0.020, 0.5))
+    # WHEN they go through JSON and back
+    again = Stats.from_state(json.loads(json.dumps(stats.to_state())))
+    # THEN nothing changed
+    assert again.to_dict() == stats.to_dict()
+    assert again.receive_to_done.percentile(99) == stats.receive_to_done.percentile(99)
+
+
+def test_a_malformed_state_is_a_value_error() -> None:
+    state = sample_stats(1, latencies=(0.01,)).to_state()
+    state["receive_to_done"]["count"] = 7
+    with pytest.raises(ValueError, match="do not add up"):
+        Stats.from_state(state)
+    with pytest.raises(ValueError, match="not a stats state"):
+        Stats.from_state({"counters": {}})
+
+
+def test_merged_stats_sum_counters_merge_histograms_and_recompute_throughput() -> None:
+    # GIVEN two processes' statistics: 100 successes in 2 s, and 50 in 1 s
+    fast = [0.001] * 100
+    slow = [0.100] * 50
+    one, two = (
+        sample_stats(100, latencies=tuple(fast), busy=2.0),
+        sample_stats(50, latencies=tuple(slow)),
+    )
+    # WHEN merged
+    merged = Stats.merged([one, two])
+    summary = merged.to_dict()
+    # THEN counters and calls are summed, the histograms merged whole, the duration the
+    # longest, and throughput the summed successes over the longest busy time
+    assert summary["succeeded"] == summary["deleted"] == 150
+    assert summary["peak_in_flight"] == 6
+    assert summary["concurrency_limit"] == summary["concurrency_limit_min"] == 16
+    assert summary["api_calls"] == {"ReceiveMessage": 4}
+    assert merged.receive_to_done.count == 150
+    assert summary["latency_ms"]["p50"] == pytest.approx(1.0, rel=0.01)
+    assert summary["latency_ms"]["p99"] == pytest.approx(100.0, rel=0.01)
+    assert summary["duration_s"] == pytest.approx(2.5)
+    assert summary["throughput_msgs_s"] == pytest.approx(75.0)

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from asyncloop import CallableDispatcher, Consumer, ConsumerConfig, Message, Stats
-from asyncloop._cli import _Observe, _observing
+from asyncloop._cli_observe import _Observe, _observing
 from asyncloop._stats_log import StatsReporter
 from asyncloop.testing import FakeQueue
 

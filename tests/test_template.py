@@ -21,7 +21,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 import asyncloop
-from asyncloop._deploy.deploy import template_body, template_parameters
+from asyncloop._deploy.spec import template_body, template_parameters
 
 TEMPLATE_PATH = Path(asyncloop.__file__).parent / "_deploy" / "templates" / "asyncloop.yaml"
 PACKAGE_DIR = Path(asyncloop.__file__).parent
@@ -564,7 +564,7 @@ def test_template_ships_in_the_wheel_where_deploy_reads_it(tmp_path: Path) -> No
     # ... and `asyncloop deploy`, run from the installed wheel, reads it from there
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import asyncloop; from asyncloop._deploy.deploy import template_body;"
+        "import asyncloop; from asyncloop._deploy.spec import template_body;"
         "assert asyncloop.__file__.startswith(sys.argv[1]), asyncloop.__file__;"
         "sys.stdout.write(template_body())"
     )

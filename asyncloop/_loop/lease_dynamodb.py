@@ -192,23 +192,28 @@ class DynamoLeaseStore:
             },
         )
 
+    def _count_live(self, sign: str, condition: str, values: dict[str, Any]) -> dict[str, Any]:
+        """The transaction item that moves the control row's live count by one (`sign` is
+        ``+`` or ``-``) if `condition` holds, with `values` for its placeholders."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"loop_id": {"S": CONTROL_ID}},
+                "UpdateExpression": f"SET live = live {sign} :one",
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": {":one": _n(1), **values},
+            }
+        }
+
     async def spawn(self, loop_id: str, *, now: float, max_loops: int) -> LoopToken | None:
         answer = await self._call(
             "transact_write_items",
             TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": {"loop_id": {"S": CONTROL_ID}},
-                        "UpdateExpression": "SET live = live + :one",
-                        "ConditionExpression": "enabled = :true AND live < :max",
-                        "ExpressionAttributeValues": {
-                            ":one": _n(1),
-                            ":true": {"BOOL": True},
-                            ":max": _n(max_loops),
-                        },
-                    }
-                },
+                self._count_live(
+                    "+",
+                    "enabled = :true AND live < :max",
+                    {":true": {"BOOL": True}, ":max": _n(max_loops)},
+                ),
                 {
                     "Put": {
                         "TableName": self.table,
@@ -232,15 +237,7 @@ class DynamoLeaseStore:
         answer = await self._call(
             "transact_write_items",
             TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": {"loop_id": {"S": CONTROL_ID}},
-                        "UpdateExpression": "SET live = live - :one",
-                        "ConditionExpression": "live > :floor",
-                        "ExpressionAttributeValues": {":one": _n(1), ":floor": _n(floor)},
-                    }
-                },
+                self._count_live("-", "live > :floor", {":floor": _n(floor)}),
                 {
                     "Delete": {
                         "TableName": self.table,

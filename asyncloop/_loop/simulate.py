@@ -27,8 +27,8 @@ import math
 import random
 import time
 from collections.abc import Coroutine, Generator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
 from .._emf import Writer
 from .._exceptions import TransportError
@@ -36,7 +36,7 @@ from .control import ClaimOutcome, LeaseItem, LoopPolicy, LoopToken, safety_marg
 from .lease import InMemoryLeaseStore
 from .runner import LoopRuntime, run_token, run_watchdog, start_loops
 
-__all__ = ("SimConfig", "SimReport", "simulate")
+__all__ = ("FAULT_RATES", "SimConfig", "SimReport", "simulate")
 
 DAY = 86_400.0
 _MAX_VIOLATIONS = 100
@@ -93,6 +93,28 @@ class SimConfig:
     stream_outages_per_day: float = 0.02
     """Periods when every put fails (Poisson), each `stream_outage` seconds long."""
     stream_outage: float = 600.0
+
+    def with_faults_scaled(self, factor: float) -> SimConfig:
+        """This deployment with every fault rate (`FAULT_RATES`) multiplied by `factor`."""
+        return replace(self, **{name: getattr(self, name) * factor for name in FAULT_RATES})
+
+
+# The SimConfig fields that are fault rates (`asyncloop loop simulate --fault-scale` scales them).
+FAULT_RATES: Final = (
+    "crash_after_put",
+    "crash_before_put",
+    "duplicate",
+    "put_failure",
+    "lost_put",
+    "throttle",
+    "watchdog_miss",
+    "stream_outages_per_day",
+    "late_copy",
+)
+# The faults the report counts: one per rate, a stream outage counted as one outage.
+_FAULT_KINDS: Final = tuple(
+    "stream_outage" if rate == "stream_outages_per_day" else rate for rate in FAULT_RATES
+)
 
 
 @dataclass(slots=True)
@@ -202,20 +224,7 @@ class _Sim:
         self.seq = itertools.count()
         self.current: _Task | None = None
         self.report = SimReport(days=config.days, seed=config.seed)
-        self.faults = dict.fromkeys(
-            (
-                "crash_after_put",
-                "crash_before_put",
-                "duplicate",
-                "put_failure",
-                "lost_put",
-                "throttle",
-                "watchdog_miss",
-                "stream_outage",
-                "late_copy",
-            ),
-            0,
-        )
+        self.faults = dict.fromkeys(_FAULT_KINDS, 0)
         self.violations: dict[str, int] = {}
         self.reseeded_generation: dict[str, int] = {}
         self.store = _Observed(self)

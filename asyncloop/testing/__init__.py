@@ -12,10 +12,10 @@ Use them to test your own handlers without AWS::
                            config=ConsumerConfig(until_empty=True, wait_time_seconds=0)).run()
 """
 
-from ._fakes import FakeLambda as FakeLambda
-from ._fakes import FakeQueue as FakeQueue
-from ._fakes import FaultPlan as FaultPlan
-from ._fakes import Latency as Latency
+from ._fake_lambda import FakeLambda as FakeLambda
+from ._fake_queue import FakeQueue as FakeQueue
+from ._fault_plan import FaultPlan as FaultPlan
+from ._fault_plan import Latency as Latency
 from ._fault_proxy import FaultProxy as FaultProxy
 from ._fault_proxy import Faults as Faults
 from ._fauxqs import FAUXQS_VERSION as FAUXQS_VERSION

@@ -15,7 +15,6 @@ and the test needs no network.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import socket
@@ -28,30 +27,21 @@ import anyio
 import pytest
 import pytest_asyncio
 
-from asyncloop._cli_deploy import register
+from asyncloop._cli import main
 
 REGION = "us-east-1"
 STACK = "al-test"
 
 
-def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    register(subparsers)
-    args = parser.parse_args(argv)
-    code: int = args.handler(args)
-    return code
-
-
 async def _cli_async(argv: list[str]) -> int:
     # The command runs its own event loop (anyio.run): keep it off the test's loop
-    return await anyio.to_thread.run_sync(_cli, argv)
+    return await anyio.to_thread.run_sync(main, argv)
 
 
 @pytest.fixture
 def code_zip(tmp_path: Path) -> Path:
     out = tmp_path / "code.zip"
-    assert _cli(["package", "--no-deps", "--architecture", "x86_64", "-o", str(out)]) == 0
+    assert main(["package", "--no-deps", "--architecture", "x86_64", "-o", str(out)]) == 0
     return out
 
 
@@ -288,7 +278,7 @@ def test_bad_arguments_exit_2_before_any_call(
 ) -> None:
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert _cli(argv) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("asyncloop: error:")
@@ -301,5 +291,5 @@ def test_aws_needs_explicit_credentials(
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID"):
         monkeypatch.delenv(name, raising=False)
     argv = ["deploy", "--bucket", "b", "--allow-aws", "--region", "eu-west-1"]
-    assert _cli(argv) == 2
+    assert main(argv) == 2
     assert "explicit credentials" in capsys.readouterr().err

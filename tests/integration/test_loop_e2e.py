@@ -13,7 +13,6 @@ setup and inspection go through plain boto3 clients, never through the code unde
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -29,7 +28,7 @@ from _events import LambdaContext, kinesis_event, kinesis_record
 from _moto import REGION, handler_zip, unique_name
 
 from asyncloop import HandlerFailed
-from asyncloop._cli_loop import register
+from asyncloop._cli import main
 from asyncloop._loop.app import LoopApp
 from asyncloop._loop.control import CONTROL_ID, LoopToken, parse_token
 from asyncloop._loop.runner import LoopRuntime
@@ -272,14 +271,6 @@ def _data(record: dict[str, Any]) -> bytes:
     return base64.b64decode(record["kinesis"]["data"])
 
 
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.handler(args)
-    return code
-
-
 def test_500_messages_drain_through_two_loops_that_neither_die_nor_multiply(
     setup: Setup, app: LoopApp, faults: Faults, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -348,7 +339,7 @@ def test_500_messages_drain_through_two_loops_that_neither_die_nor_multiply(
 
     # WHEN the kill switch is turned off with the CLI
     cli = ("--table", setup.table, "--endpoint-url", setup.endpoint, "--region", REGION)
-    assert run_cli("loop", "stop", *cli) == 0
+    assert main(["loop", "stop", *cli]) == 0
     # THEN each loop ends at its next run, without re-putting
     actions = []
     while driver.current_tokens():
@@ -360,7 +351,7 @@ def test_500_messages_drain_through_two_loops_that_neither_die_nor_multiply(
     assert driver.live_count() == 0
     assert driver.leases() == {}
     capsys.readouterr()
-    assert run_cli("loop", "status", *cli, "--json") == 0
+    assert main(["loop", "status", *cli, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status == {"enabled": False, "live": 0, "backlog": None, "loops": []}
 
@@ -426,18 +417,16 @@ def test_cli_start_creates_the_table_and_seeds_loops(
     table = unique_name("fresh")
     cli = ("--table", table, "--endpoint-url", setup.endpoint, "--region", REGION)
 
-    code = run_cli(
-        "loop", "start", *cli, "--stream", setup.stream, "--loops", "2", "--create-table"
-    )
+    code = main(["loop", "start", *cli, "--stream", setup.stream, "--loops", "2", "--create-table"])
 
     assert code == 0
     assert "started 2 loop(s); 2 live" in capsys.readouterr().out
     setup.sqs.send_message(QueueUrl=setup.queue_url, MessageBody="waiting")
-    assert run_cli("loop", "status", *cli, "--queue-url", setup.queue_url, "--json") == 0
+    assert main(["loop", "status", *cli, "--queue-url", setup.queue_url, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert (status["enabled"], status["live"], len(status["loops"])) == (True, 2, 2)
     assert status["backlog"] == 1
-    assert run_cli("loop", "status", *cli, "--queue-url", setup.queue_url) == 0
+    assert main(["loop", "status", *cli, "--queue-url", setup.queue_url]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "switch on; 2 live loop(s); backlog 1"
     assert len(lines) == 3
@@ -450,7 +439,7 @@ def test_cli_reports_a_missing_table_in_one_line(
 ) -> None:
     cli = ("--table", "no-such-table", "--endpoint-url", setup.endpoint, "--region", REGION)
 
-    code = run_cli("loop", "status", *cli)
+    code = main(["loop", "status", *cli])
 
     err = capsys.readouterr().err
     assert code == 1

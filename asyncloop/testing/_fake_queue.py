@@ -1,4 +1,4 @@
-"""In-memory SQS and Lambda with real semantics, behind the production Protocols.
+"""An in-memory SQS queue with real semantics, behind `asyncloop.Queue`.
 
 `FakeQueue` keeps what the consumer's correctness depends on: visibility timeouts,
 ``ApproximateReceiveCount``, redrive to a dead-letter queue after ``maxReceiveCount``, long
@@ -10,6 +10,10 @@ it and not delete): the strict answer surfaces bugs.
 Latency is injected per operation before the operation acts, so a cancelled call has no
 effect, like a request that never reached the server. Faults come from `faults`, a
 `FaultPlan` (see asyncloop.testing.FaultPlan).
+
+The module is one piece past 400 lines: visibility, receive counts, redrive, FIFO group locks
+and the batch rules all act on one store of messages (`_Stored`, the visible deque and the
+invisible heap), so splitting them would spread one state machine over several modules.
 """
 
 from __future__ import annotations
@@ -22,50 +26,18 @@ import json
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 
-from .._exceptions import FunctionError, FunctionNotFound, QueueError
-from .._types import BatchEntryFailure, InvokeResult, Message
+from .._exceptions import QueueError
+from .._limits import MAX_VISIBILITY
+from .._types import BatchEntryFailure, Message
+from ._fault_plan import FaultPlan, Latency
 
-__all__ = ("FakeLambda", "FakeQueue", "FaultPlan", "Latency")
-
-Latency = float | Callable[[], float]
-"""Seconds: a fixed value, or a callable drawn once per call."""
-
-
-@dataclass
-class FaultPlan:
-    """Faults a fake injects, by probability per call (or per entry), from a seeded RNG.
-
-    - `errors`: operation name -> probability that the whole call raises a retryable
-      ``InternalError`` (the request reached nothing).
-    - `throttles`: operation name -> probability of a throttling error (``ThrottlingException``
-      on SQS, ``TooManyRequestsException`` on Lambda).
-    - `entry_failures`: operation name -> probability that one entry of a batch call fails
-      with a retryable ``InternalError`` (``SenderFault`` false).
-    - `duplicates`: probability that a received message is also left visible (SQS's
-      at-least-once delivery: the same MessageId arrives twice with two receipt handles).
-    - `spikes`: (probability, seconds): extra latency added to a call.
-    """
-
-    errors: Mapping[str, float] = field(default_factory=dict)
-    throttles: Mapping[str, float] = field(default_factory=dict)
-    entry_failures: Mapping[str, float] = field(default_factory=dict)
-    duplicates: float = 0.0
-    spikes: tuple[float, float] = (0.0, 0.0)
-    seed: int | None = None
-    injected: Counter[str] = field(default_factory=Counter)
-
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
-
-    def draw(self, probability: float) -> bool:
-        return probability > 0 and self._rng.random() < probability
+__all__ = ("FakeQueue",)
 
 
 @dataclass(slots=True, eq=False)
@@ -242,14 +214,9 @@ class FakeQueue:
         self._check_batch("DeleteMessageBatch", [entry[0] for entry in entries])
         failures = []
         for entry_id, receipt in entries:
-            if self._entry_fault("DeleteMessageBatch"):
-                failures.append(BatchEntryFailure(entry_id, "InternalError", "injected", False))
-                continue
-            stored = self._by_receipt(receipt)
-            if stored is None:
-                failures.append(
-                    BatchEntryFailure(entry_id, "ReceiptHandleIsInvalid", "stale or unknown", True)
-                )
+            stored = self._entry_target("DeleteMessageBatch", entry_id, receipt)
+            if isinstance(stored, BatchEntryFailure):
+                failures.append(stored)
                 continue
             self._remove(stored)
             self.deleted_count += 1
@@ -264,21 +231,16 @@ class FakeQueue:
         failures = []
         now = self.now()
         for entry_id, receipt, timeout in entries:
-            if self._entry_fault(op):
-                failures.append(BatchEntryFailure(entry_id, "InternalError", "injected", False))
-                continue
-            stored = self._by_receipt(receipt)
-            if stored is None:
-                failures.append(
-                    BatchEntryFailure(entry_id, "ReceiptHandleIsInvalid", "stale or unknown", True)
-                )
+            stored = self._entry_target(op, entry_id, receipt)
+            if isinstance(stored, BatchEntryFailure):
+                failures.append(stored)
                 continue
             if stored.visible_at <= now:
                 failures.append(
                     BatchEntryFailure(entry_id, "MessageNotInflight", "not in flight", True)
                 )
                 continue
-            if not 0 <= timeout <= 43_200:
+            if not 0 <= timeout <= MAX_VISIBILITY:
                 failures.append(BatchEntryFailure(entry_id, "InvalidParameterValue", "", True))
                 continue
             stored.visible_at = now + timeout
@@ -341,6 +303,18 @@ class FakeQueue:
             faults.injected[f"{operation}:entry"] += 1
             return True
         return False
+
+    def _entry_target(
+        self, operation: str, entry_id: str, receipt: str
+    ) -> _Stored | BatchEntryFailure:
+        """The message a batch entry's receipt handle names, or the entry's failure: an
+        injected fault (drawn first), or a stale or unknown handle."""
+        if self._entry_fault(operation):
+            return BatchEntryFailure(entry_id, "InternalError", "injected", False)
+        stored = self._by_receipt(receipt)
+        if stored is None:
+            return BatchEntryFailure(entry_id, "ReceiptHandleIsInvalid", "stale or unknown", True)
+        return stored
 
     def _check_batch(self, operation: str, ids: list[str]) -> None:
         if not ids:
@@ -485,106 +459,6 @@ class FakeQueue:
             await self._arrival.wait()
 
 
-FunctionHandler = Callable[[Any], Any]
-
-
-class FakeLambda:
-    """An in-memory Lambda implementing `asyncloop.LambdaInvoker`.
-
-    Functions are registered with an optional handler (sync or async) that receives the
-    decoded JSON payload. ``Event`` invokes run the handler and answer 202 whatever it does
-    (its failures are counted in `errors`, as Lambda's async retries would be elsewhere);
-    ``RequestResponse`` answers 200, with ``FunctionError: Unhandled`` if the handler raised.
-
-    `reserved_concurrency` (None: unlimited) models a function's concurrency limit: an invoke
-    that arrives while that many are running is throttled (``TooManyRequestsException``, as
-    Lambda's 429) and counted in `throttled`.
-    """
-
-    def __init__(
-        self,
-        *,
-        latency: Latency = 0.0,
-        faults: FaultPlan | None = None,
-        region: str = "us-east-1",
-        account: str = "123456789012",
-        reserved_concurrency: int | None = None,
-    ) -> None:
-        if reserved_concurrency is not None and reserved_concurrency < 1:
-            raise ValueError(f"reserved_concurrency must be >= 1, got {reserved_concurrency}")
-        self.latency = latency
-        self.faults = faults
-        self.reserved_concurrency = reserved_concurrency
-        self.throttled = 0
-        self.region = region
-        self.account = account
-        self._functions: dict[str, FunctionHandler | None] = {}
-        self.invocations: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.in_flight = 0
-        self.peak_in_flight = 0
-
-    def add_function(self, name: str, handler: FunctionHandler | None = None) -> None:
-        self._functions[name] = handler
-
-    async def get_function(self, function_name: str) -> dict[str, Any]:
-        name = function_name.rsplit(":", 1)[-1]
-        if name not in self._functions:
-            raise _not_found(function_name)
-        arn = f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
-        return {"Configuration": {"FunctionName": name, "FunctionArn": arn}}
-
-    async def invoke(
-        self, *, function_name: str, payload: bytes, invocation_type: str
-    ) -> InvokeResult:
-        name = function_name.rsplit(":", 1)[-1]
-        if name not in self._functions:
-            raise _not_found(function_name)
-        limit = self.reserved_concurrency
-        if limit is not None and self.in_flight >= limit:
-            self.throttled += 1
-            await anyio.lowlevel.checkpoint()
-            raise _throttle(function_name)
-        self.in_flight += 1
-        if self.in_flight > self.peak_in_flight:
-            self.peak_in_flight = self.in_flight
-        try:
-            seconds = self.latency() if callable(self.latency) else self.latency
-            await anyio.sleep(seconds if seconds > 0 else 0)
-            faults = self.faults
-            if faults is not None and faults.draw(faults.throttles.get("Invoke", 0.0)):
-                faults.injected["Invoke:throttle"] += 1
-                raise _throttle(function_name)
-            if faults is not None and faults.draw(faults.errors.get("Invoke", 0.0)):
-                faults.injected["Invoke:error"] += 1
-                raise FunctionError(
-                    "Service error",
-                    operation="Invoke",
-                    code="ServiceException",
-                    retryable=True,
-                    function_name=function_name,
-                )
-            self.invocations[name] += 1
-            handler = self._functions[name]
-            error: str | None = None
-            body = b"null"
-            if handler is not None:
-                try:
-                    result = handler(json.loads(payload))
-                    if isinstance(result, Awaitable):
-                        result = await result
-                    body = json.dumps(result).encode()
-                except Exception as exc:
-                    self.errors[name] += 1
-                    error = "Unhandled"
-                    body = json.dumps({"errorType": type(exc).__name__}).encode()
-            if invocation_type == "Event":
-                return InvokeResult(202, None, b"")
-            return InvokeResult(200, error, body)
-        finally:
-            self.in_flight -= 1
-
-
 def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
@@ -604,24 +478,4 @@ def _error(
         queue_url=queue_url,
         retryable=retryable or throttled,
         throttled=throttled,
-    )
-
-
-def _throttle(function_name: str) -> FunctionError:
-    return FunctionError(
-        "Rate Exceeded.",
-        operation="Invoke",
-        code="TooManyRequestsException",
-        throttled=True,
-        retryable=True,
-        function_name=function_name,
-    )
-
-
-def _not_found(function_name: str) -> FunctionNotFound:
-    return FunctionNotFound(
-        f"Function not found: {function_name}",
-        operation="Invoke",
-        code="ResourceNotFoundException",
-        function_name=function_name,
     )
