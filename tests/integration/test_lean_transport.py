@@ -18,6 +18,7 @@ import aioboto3
 import anyio
 import pytest
 import pytest_asyncio
+from _refusing import refusing_server
 from aiobotocore.config import AioConfig
 from aiohttp import web
 from multidict import CIMultiDict
@@ -423,35 +424,10 @@ async def test_lambda_429_is_throttled(sqs_url: str) -> None:
 # -- credentials and faults -----------------------------------------------------------------
 
 
-async def _refusing_server() -> tuple[web.AppRunner, str]:
-    # What SQS (JSON protocol) and Lambda answer to an unknown access key
-    async def handle(request: web.Request) -> web.Response:
-        await request.read()
-        if "X-Amz-Target" in request.headers:
-            return web.json_response(
-                {
-                    "__type": "com.amazon.coral.service#UnrecognizedClientException",
-                    "message": "The security token included in the request is invalid.",
-                },
-                status=400,
-                headers={"x-amzn-query-error": "InvalidClientTokenId;Sender"},
-                content_type="application/x-amz-json-1.0",
-            )
-        return web.json_response(
-            {"message": "The security token included in the request is invalid."},
-            status=403,
-            headers={"x-amzn-ErrorType": "UnrecognizedClientException:http://internal"},
-        )
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return await serve_on_loopback(app)
-
-
 @pytest.mark.parametrize("name", ["sdk", "lean"])
 async def test_refused_credentials_are_credentials_error(name: str, aws_credentials: None) -> None:
     # GIVEN endpoints that refuse the access key, as AWS does
-    runner, url = await _refusing_server()
+    runner, url = await refusing_server()
     try:
         async with AsyncExitStack() as stack:
             queue, invoker = await _open_path(stack, name, url, url)
@@ -479,7 +455,7 @@ async def test_no_credentials_is_credentials_error(
         "AWS_SECURITY_TOKEN",
     ):
         monkeypatch.delenv(variable)
-    runner, url = await _refusing_server()
+    runner, url = await refusing_server()
     try:
         async with AsyncExitStack() as stack:
             queue, _ = await _open_path(stack, name, url, url)
