@@ -4,7 +4,6 @@ control plane checks, fauxqs + `LambdaServer` for a run on the lean transport.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import aioboto3
 import anyio
@@ -27,7 +26,7 @@ from asyncloop import (
 from asyncloop._lean.lambda_ import LeanInvoker
 from asyncloop._lean.sqs import LeanQueue
 from asyncloop._wiring import open_wiring
-from asyncloop.testing import FauxqsServer, LambdaServer, node_available
+from asyncloop.testing import LambdaServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -130,14 +129,6 @@ async def test_a_handler_consumer_drains_a_queue_over_moto(
 
 
 # -- the lean transport, chosen by AwsConfig.transport ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fauxqs_url() -> Iterator[str]:
-    if not node_available():
-        pytest.skip("fauxqs needs Node.js >= 20 and npm on PATH")
-    with FauxqsServer() as server:
-        yield server.endpoint_url
 
 
 async def test_transport_lean_builds_lean_objects_and_drains_50_messages(
