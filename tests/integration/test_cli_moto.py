@@ -1,4 +1,8 @@
-"""`asyncloop run` as a user runs it: a subprocess talking to moto's server over HTTP."""
+"""`asyncloop run` as a user runs it: a subprocess talking to moto's server over HTTP.
+
+Every test runs on both transports (the conftest's `transport` fixture), given as
+``--transport`` or, in the environment test, as ``ASYNCLOOP_TRANSPORT``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import anyio
 import pytest
 from _moto import AdminClients, CountMessages, MakeFunction, MakeQueue, SendMessages
 
+from asyncloop._config import Transport
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 REQUIRED_KEYS = {
@@ -28,8 +34,10 @@ REQUIRED_KEYS = {
 }
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asyncloop", *args]
+def _cli(*args: str, transport: Transport | None = None) -> list[str]:
+    """``python -m asyncloop *args``, with ``--transport`` when one is given."""
+    tail = ["--transport", transport] if transport is not None else []
+    return [sys.executable, "-m", "asyncloop", *args, *tail]
 
 
 async def _run(
@@ -43,6 +51,7 @@ async def _run(
 
 async def test_run_until_empty_prints_json_last_and_exits_0(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     make_function: MakeFunction,
     send_messages: SendMessages,
@@ -69,6 +78,7 @@ async def test_run_until_empty_prints_json_last_and_exits_0(
             "0",
             "--until-empty",
             "--json",
+            transport=transport,
         )
     )
 
@@ -81,52 +91,15 @@ async def test_run_until_empty_prints_json_last_and_exits_0(
     assert summary["received"] == summary["succeeded"] == summary["deleted"] >= 50
     assert summary["api_calls"]["Invoke"] == summary["succeeded"]
     assert await count_messages(queue.url) == 0
-    # logs went to stderr, and never a message body
+    # logs went to stderr, and never a message body; the run was on the transport asked for
     assert "consumer starting" in result.stderr
     assert "message-1" not in result.stderr
-
-
-async def test_run_with_the_lean_transport_drains_a_queue(
-    moto_endpoint: str,
-    make_queue: MakeQueue,
-    make_function: MakeFunction,
-    send_messages: SendMessages,
-    count_messages: CountMessages,
-) -> None:
-    # GIVEN a queue with 30 messages and a function
-    queue = await make_queue()
-    function = await make_function()
-    await send_messages(queue.url, 30)
-    # WHEN the CLI drains it on the lean transport
-    result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
-            queue.url,
-            "--function-name",
-            function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
-            "--transport",
-            "lean",
-            "--wait-time-seconds",
-            "0",
-            "--until-empty",
-            "--json",
-        )
-    )
-    # THEN exit 0, every message invoked and deleted, through the lean transport
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["received"] == summary["succeeded"] == summary["deleted"] >= 30
-    assert await count_messages(queue.url) == 0
-    assert "transport=lean" in result.stderr
+    assert f"transport={transport} " in result.stderr
 
 
 async def test_run_reads_its_flags_from_the_environment(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     make_function: MakeFunction,
     send_messages: SendMessages,
@@ -143,14 +116,16 @@ async def test_run_reads_its_flags_from_the_environment(
         ASYNCLOOP_WAIT_TIME_SECONDS="0",
         ASYNCLOOP_UNTIL_EMPTY="1",
         ASYNCLOOP_JSON="true",
+        ASYNCLOOP_TRANSPORT=transport,
     )
     result = await _run(_cli("run"), env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["deleted"] >= 5
+    assert f"transport={transport} " in result.stderr
 
 
 async def test_missing_queue_exits_1_with_a_clear_message(
-    moto_endpoint: str, make_function: MakeFunction
+    moto_endpoint: str, transport: Transport, make_function: MakeFunction
 ) -> None:
     function = await make_function()
     missing = f"{moto_endpoint}/123456789012/no-such-queue"
@@ -165,6 +140,7 @@ async def test_missing_queue_exits_1_with_a_clear_message(
             moto_endpoint,
             "--region",
             "us-east-1",
+            transport=transport,
         )
     )
     assert result.returncode == 1
@@ -175,7 +151,7 @@ async def test_missing_queue_exits_1_with_a_clear_message(
 
 
 async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
-    moto_endpoint: str, make_queue: MakeQueue, send_messages: SendMessages
+    moto_endpoint: str, transport: Transport, make_queue: MakeQueue, send_messages: SendMessages
 ) -> None:
     queue = await make_queue()
     await send_messages(queue.url, 3)
@@ -191,6 +167,7 @@ async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
             "--region",
             "us-east-1",
             "--until-empty",
+            transport=transport,
         )
     )
     assert result.returncode == 1
@@ -202,6 +179,7 @@ async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
 
 async def test_sigterm_mid_run_drains_and_loses_nothing(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     send_messages: SendMessages,
     aws_admin: AdminClients,
@@ -244,6 +222,7 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
         "--wait-time-seconds",
         "1",
         "--json",
+        transport=transport,
     )
     async with await anyio.open_process(argv, env=env) as process:
         assert process.stdout is not None
@@ -279,7 +258,7 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
 
 
 async def test_an_empty_queue_prints_no_messages_and_json_is_all_of_stdout(
-    moto_endpoint: str, make_queue: MakeQueue, make_function: MakeFunction
+    moto_endpoint: str, transport: Transport, make_queue: MakeQueue, make_function: MakeFunction
 ) -> None:
     # GIVEN an empty queue
     queue = await make_queue()
@@ -300,6 +279,7 @@ async def test_an_empty_queue_prints_no_messages_and_json_is_all_of_stdout(
             "0",
             "--until-empty",
             "--json",
+            transport=transport,
         )
     )
     # THEN exit 0; stdout is exactly one JSON object; the summary on stderr says "no messages"
@@ -333,6 +313,7 @@ def handle(message):
 @pytest.mark.parametrize("handler_source", [_STUCK_ASYNC, _STUCK_SYNC], ids=["async", "sync"])
 async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     send_messages: SendMessages,
     aws_admin: AdminClients,
@@ -362,6 +343,7 @@ async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
         "--wait-time-seconds",
         "1",
         "--json",
+        transport=transport,
     )
     async with await anyio.open_process(argv, env=env) as process:
         assert process.stdout is not None
