@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 from _moto import AdminClients, CountMessages, MakeFunction, MakeQueue, SendMessages
+from _refusing import refusing_server
 
 from asyncloop._config import Transport
 
@@ -175,6 +176,51 @@ async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
     assert last.startswith("asyncloop: error:")
     assert "no-such-function" in last
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("credentials", ["refused", "missing"])
+async def test_bad_credentials_exit_1_with_one_line(
+    transport: Transport,
+    credentials: str,
+    aws_credentials: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN an endpoint that refuses every access key, as SQS and Lambda do, or no
+    # credentials anywhere (no variables, no files, no instance metadata)
+    if credentials == "missing":
+        for name in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+        ):
+            monkeypatch.delenv(name)
+    runner, url = await refusing_server()
+    try:
+        # WHEN the CLI starts on it
+        result = await _run(
+            _cli(
+                "run",
+                "--queue-url",
+                f"{url}/123456789012/jobs",
+                "--function-name",
+                "worker",
+                "--endpoint-url",
+                url,
+                "--region",
+                "us-east-1",
+                transport=transport,
+            )
+        )
+    finally:
+        await runner.cleanup()
+    # THEN exit 1 with one line on stderr saying why: no traceback, no log line around it
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    expected = {"refused": "InvalidClientTokenId", "missing": "Unable to locate credentials"}
+    assert lines[0].startswith("asyncloop: error: GetQueueAttributes on ")
+    assert expected[credentials] in lines[0]
 
 
 async def test_sigterm_mid_run_drains_and_loses_nothing(
