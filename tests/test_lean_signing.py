@@ -365,9 +365,6 @@ async def test_what_the_lean_transport_sends_verifies_as_aws_would(wire: _Wire) 
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(
-    strict=True, reason="the lean SQS requests lack botocore's x-amzn-query-mode header"
-)
 async def test_the_lean_transport_signs_the_headers_botocore_signs(wire: _Wire) -> None:
     # GIVEN the requests the lean transport sent
     # WHEN botocore's own clients serialize and sign the same three calls
