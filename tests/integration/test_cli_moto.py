@@ -41,6 +41,12 @@ def _cli(*args: str, transport: Transport | None = None) -> list[str]:
     return [sys.executable, "-m", "asyncloop", *args, *tail]
 
 
+def _cli_run(queue_url: str, endpoint_url: str, *args: str, transport: Transport) -> list[str]:
+    """``asyncloop run`` on `queue_url` through `endpoint_url` (us-east-1), on `transport`."""
+    where = ["--queue-url", queue_url, "--endpoint-url", endpoint_url, "--region", "us-east-1"]
+    return _cli("run", *where, *args, transport=transport)
+
+
 async def _run(
     argv: list[str], env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -65,16 +71,11 @@ async def test_run_until_empty_prints_json_last_and_exits_0(
 
     # WHEN the CLI drains it
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             queue.url,
+            moto_endpoint,
             "--function-name",
             function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
             "--wait-time-seconds",
             "0",
             "--until-empty",
@@ -131,16 +132,11 @@ async def test_missing_queue_exits_1_with_a_clear_message(
     function = await make_function()
     missing = f"{moto_endpoint}/123456789012/no-such-queue"
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             missing,
+            moto_endpoint,
             "--function-name",
             function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
             transport=transport,
         )
     )
@@ -157,16 +153,11 @@ async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
     queue = await make_queue()
     await send_messages(queue.url, 3)
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             queue.url,
+            moto_endpoint,
             "--function-name",
             "no-such-function",
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
             "--until-empty",
             transport=transport,
         )
@@ -199,16 +190,11 @@ async def test_bad_credentials_exit_1_with_one_line(
     try:
         # WHEN the CLI starts on it
         result = await _run(
-            _cli(
-                "run",
-                "--queue-url",
+            _cli_run(
                 f"{url}/123456789012/jobs",
+                url,
                 "--function-name",
                 "worker",
-                "--endpoint-url",
-                url,
-                "--region",
-                "us-east-1",
                 transport=transport,
             )
         )
@@ -251,16 +237,11 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
     queue = await make_queue(visibility_timeout=120)
     await send_messages(queue.url, 60)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    argv = _cli(
-        "run",
-        "--queue-url",
+    argv = _cli_run(
         queue.url,
+        moto_endpoint,
         "--handler",
         "slow_handler:handle",
-        "--endpoint-url",
-        moto_endpoint,
-        "--region",
-        "us-east-1",
         "--max-in-flight",
         "8",
         "--receivers",
@@ -311,16 +292,11 @@ async def test_an_empty_queue_prints_no_messages_and_json_is_all_of_stdout(
     function = await make_function()
     # WHEN the CLI runs until empty with --json
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             queue.url,
+            moto_endpoint,
             "--function-name",
             function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
             "--wait-time-seconds",
             "0",
             "--until-empty",
@@ -372,16 +348,11 @@ async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
     queue = await make_queue(visibility_timeout=120)
     await send_messages(queue.url, 4)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    argv = _cli(
-        "run",
-        "--queue-url",
+    argv = _cli_run(
         queue.url,
+        moto_endpoint,
         "--handler",
         "stuck_handler:handle",
-        "--endpoint-url",
-        moto_endpoint,
-        "--region",
-        "us-east-1",
         "--max-in-flight",
         "4",
         "--receivers",
