@@ -12,7 +12,6 @@ from _moto import REGION, CountMessages, MakeFunction, MakeQueue, SendMessages
 
 import asyncloop
 from asyncloop import (
-    AioLambdaInvoker,
     AwsConfig,
     ConfigError,
     ConsumerConfig,
@@ -43,16 +42,18 @@ async def test_open_consumer_reads_the_queues_visibility_timeout_and_checks_the_
     # GIVEN a queue with a 7 s visibility timeout and a DLQ, and a function, in moto
     queue = await make_queue(visibility_timeout=7, max_receive_count=4)
     function = await make_function()
-    # WHEN a consumer is opened on them by the factory, with the default (sdk) transport
+    # WHEN a consumer is opened on them by the factory, with the default (lean) transport
     async with open_wiring(queue.url, function_name=function, aws=_aws(moto_endpoint)) as wiring:
         consumer = wiring.consumer()
-        # THEN it works from the queue's timeout, on the SDK queue and invoker
+        # THEN it works from the queue's timeout, on the lean queue and invoker (the control
+        # plane on the SDK's)
         assert consumer.visibility_timeout == 7
         assert wiring.redrive_policy is not None
         assert int(wiring.redrive_policy["maxReceiveCount"]) == 4
-        assert isinstance(consumer.queue, SqsQueue)
+        assert isinstance(consumer.queue, LeanQueue)
+        assert isinstance(wiring.control, SqsQueue)
         assert isinstance(consumer.dispatcher, LambdaDispatcher)
-        assert isinstance(consumer.dispatcher.invoker, AioLambdaInvoker)
+        assert isinstance(consumer.dispatcher.invoker, LeanInvoker)
         # and the pool covers receivers + in-flight + ack senders
         config = ConsumerConfig()
         assert wiring.clients.pool_size == (
