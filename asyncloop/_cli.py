@@ -126,6 +126,9 @@ def _configure_logging() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The emulators' access logs are noise on a consumer's stderr.
+    # The emulators' access logs are noise on a consumer's stderr, and so is the SDK's INFO
+    # "Found credentials in environment variables" (aiobotocore's own logger, not botocore's),
+    # which otherwise stands beside the one line of an error exit.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("aiobotocore").setLevel(logging.WARNING)

@@ -1,6 +1,7 @@
 """Reliability under HTTP faults: N messages through a fault-injecting proxy, nothing lost.
 
-    python -m bench.reliability --messages 10000 [--fault-rate 0.10] [--seed 1] [--json]
+    python -m bench.reliability --messages 10000 [--fault-rate 0.10] [--seed 1]
+        [--transport sdk|lean] [--json]
 
 What it measures: whether every message ends where it should when a tenth of all requests
 fail. fauxqs (SQS, Node) and asyncloop.testing's `LambdaServer` each sit behind a `FaultProxy`
@@ -9,7 +10,10 @@ that answers a share of requests with 500 ``InternalError``, 503 ``ServiceUnavai
 answer slower than the client's read timeout; a share of the faults happen after the request
 reached the server (a delete done, a function run, but the client sees an error: the
 duplicates' cause). The consumer invokes the function ``RequestResponse`` per message; one
-message in `poison_every` is a deliberate poison that always fails.
+message in `poison_every` is a deliberate poison that always fails. It is wired by
+`asyncloop.open_consumer` on the transport asked for (``sdk``: aiobotocore; ``lean``: the lean
+transport), each service reached through its proxy by ``AWS_ENDPOINT_URL_SQS`` and
+``AWS_ENDPOINT_URL_LAMBDA`` for the run.
 
 Workload constants: visibility timeout 4 s (heartbeat on), maxReceiveCount 5 (a receive whose
 answer a fault lost still counts, so 2 would send unlucky good messages to the DLQ), failure
@@ -31,21 +35,16 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, get_args
 
 import anyio
 
-from asyncloop import (
-    AioLambdaInvoker,
-    AwsClients,
-    AwsConfig,
-    Consumer,
-    ConsumerConfig,
-    LambdaConfig,
-    LambdaDispatcher,
-    SqsQueue,
-)
+import asyncloop
+from asyncloop import AwsClients, AwsConfig, ConsumerConfig, LambdaConfig
+from asyncloop._config import Transport
 from asyncloop.testing import FaultProxy, Faults, FauxqsServer, LambdaServer, node_available
 
 __all__ = ("FaultReport", "main", "run_fault_scenario")
@@ -66,6 +65,7 @@ class FaultReport:
     messages: int
     poison: int
     fault_rate: float
+    transport: str = "sdk"
     seconds: float = 0.0
     succeeded_unique: int = 0
     successful_runs: int = 0
@@ -161,6 +161,22 @@ async def _drain_bodies(sqs: Any, url: str) -> list[str]:
         bodies.extend(m["Body"] for m in got)
 
 
+@contextmanager
+def _service_endpoints(*, sqs: str, lambda_: str) -> Iterator[None]:
+    # botocore's per-service endpoint variables: AwsConfig has one endpoint for both services
+    names = {"AWS_ENDPOINT_URL_SQS": sqs, "AWS_ENDPOINT_URL_LAMBDA": lambda_}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 async def run_fault_scenario(
     *,
     messages: int = 2000,
@@ -168,8 +184,13 @@ async def run_fault_scenario(
     poison_every: int = 100,
     seed: int = 1,
     max_seconds: float = 300.0,
+    transport: Transport | None = None,
 ) -> FaultReport:
-    """Run the scenario against a fauxqs it starts; needs Node (see `node_available`)."""
+    """Run the scenario against a fauxqs it starts, on `transport` (default: `AwsConfig`'s);
+    needs Node (see `node_available`)."""
+    aws = AwsConfig(region=REGION, read_timeout=READ_TIMEOUT)
+    if transport is not None:
+        aws = replace(aws, transport=transport)
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -182,7 +203,9 @@ async def run_fault_scenario(
         for i in range(messages)
     ]
     poison = {b for b in bodies if b.startswith("poison")}
-    report = FaultReport(messages=messages, poison=len(poison), fault_rate=fault_rate)
+    report = FaultReport(
+        messages=messages, poison=len(poison), fault_rate=fault_rate, transport=aws.transport
+    )
     runs: Counter[str] = Counter()
 
     def on_invoke(name: str, payload: bytes) -> None:
@@ -205,42 +228,29 @@ async def run_fault_scenario(
             failure_backoff_cap=1.0,
             shutdown_grace=5.0,
         )
-        pool = consumer_config.receivers + consumer_config.max_in_flight + 4
-        aws = AwsConfig(
-            region=REGION, endpoint_url=sqs_proxy.endpoint_url, read_timeout=READ_TIMEOUT
-        )
-        async with (
-            AwsClients(
-                AwsConfig(region=REGION, endpoint_url=fauxqs.endpoint_url), pool_size=16
-            ) as admin,
-            AwsClients(aws, pool_size=pool) as sqs_side,
-            AwsClients(
-                AwsConfig(
-                    region=REGION,
-                    endpoint_url=lambda_proxy.endpoint_url,
-                    read_timeout=READ_TIMEOUT,
-                ),
-                pool_size=pool,
-            ) as lambda_side,
-        ):
+        async with AsyncExitStack() as stack:
+            admin = await stack.enter_async_context(
+                AwsClients(AwsConfig(region=REGION, endpoint_url=fauxqs.endpoint_url), pool_size=16)
+            )
             url, dlq_url = await _create_queues(admin.sqs, f"reliability-{seed}")
             await _send(admin.sqs, url, bodies)
-            # Faults only from here: the setup is not under test.
+            stack.enter_context(
+                _service_endpoints(sqs=sqs_proxy.endpoint_url, lambda_=lambda_proxy.endpoint_url)
+            )
+            consumer = await stack.enter_async_context(
+                asyncloop.open_consumer(
+                    url,
+                    lambda_config=LambdaConfig(
+                        function_name=FUNCTION, invocation_type="RequestResponse"
+                    ),
+                    config=consumer_config,
+                    aws=aws,
+                )
+            )
+            # Faults only from here: the setup (queues, messages, the wiring's checks) is not
+            # under test.
             sqs_proxy.faults = _faults(fault_rate, lambda_side=False)
             lambda_proxy.faults = _faults(fault_rate, lambda_side=True)
-            queue = SqsQueue(sqs_side.sqs, url)
-            dispatcher = LambdaDispatcher(
-                invoker=AioLambdaInvoker(lambda_side.lambda_),
-                config=LambdaConfig(function_name=FUNCTION, invocation_type="RequestResponse"),
-                queue_url=url,
-                region=REGION,
-            )
-            consumer = Consumer(
-                queue=queue,
-                dispatcher=dispatcher,
-                config=consumer_config,
-                visibility_timeout=VISIBILITY_TIMEOUT,
-            )
             started = time.perf_counter()
 
             async def watch() -> None:
@@ -303,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poison-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--transport",
+        choices=get_args(Transport),
+        default=AwsConfig().transport,
+        help="how the consumer's hot calls are sent (default: %(default)s, AwsConfig's)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if not node_available():
@@ -316,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             poison_every=args.poison_every,
             seed=args.seed,
             max_seconds=args.timeout,
+            transport=args.transport,
         )
     )
     if args.json:

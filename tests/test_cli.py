@@ -410,10 +410,10 @@ def test_a_bad_transport_is_a_usage_error_naming_the_flag_or_variable(
 @pytest.mark.parametrize(
     ("argv", "env", "expected"),
     [
-        (RUN, {}, "sdk"),
-        ([*RUN, "--transport", "lean"], {}, "lean"),
-        (RUN, {"ASYNCLOOP_TRANSPORT": "lean"}, "lean"),
-        ([*RUN, "--transport", "sdk"], {"ASYNCLOOP_TRANSPORT": "lean"}, "sdk"),
+        (RUN, {}, "lean"),
+        ([*RUN, "--transport", "sdk"], {}, "sdk"),
+        (RUN, {"ASYNCLOOP_TRANSPORT": "sdk"}, "sdk"),
+        ([*RUN, "--transport", "lean"], {"ASYNCLOOP_TRANSPORT": "sdk"}, "lean"),
     ],
 )
 def test_the_transport_reaches_the_runs_aws_config(
@@ -435,5 +435,5 @@ def test_the_transport_reaches_the_runs_aws_config(
         monkeypatch.setenv(name, value)
     # WHEN the command runs
     assert main(argv) == 0
-    # THEN the flag, else its variable, else the default sdk picked the transport
+    # THEN the flag, else its variable, else the default lean picked the transport
     assert [config.transport for config in configs] == [expected]

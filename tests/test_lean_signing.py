@@ -1,51 +1,90 @@
 """The lean signer against botocore's: same canonical request, same Authorization header.
 
 For the same inputs (method, URL, headers, body, credentials) at a fixed clock, the lean
-`SigV4Signer` and botocore's ``SigV4Auth`` must agree byte for byte: an SQS JSON POST and a
-Lambda Invoke whose function name needs URL-quoting, with and without a session token. And
-the requests the lean path builds carry what botocore's own client serializes for the call
-(path, ``X-Amz-Target``, ``Content-Type``, the JSON body's fields).
+`SigV4Signer` and botocore's ``SigV4Auth`` must agree byte for byte, with and without a
+session token: an SQS JSON POST (a non-ASCII body), Lambda Invokes whose function name needs
+URL-quoting (an ARN with an alias, a ``$LATEST`` qualifier, a name with non-ASCII characters
+and a space, which Lambda refuses but the encoding must survive), an endpoint with a port and
+a base path (as an emulator or a proxy has), and header values with runs of whitespace. The
+lean transport sends no query string (both calls are a POST with a body), so the canonical
+query is empty on both sides. The signer also follows the clock across midnight and rotated
+secrets. On the wire: the requests `LeanTransport` really sends, captured by a local server,
+carry a signature botocore computes again from the received method, path, signed headers and
+body, as AWS verifies it, and sign the same header names botocore's own clients sign for the
+same calls. And the requests the lean path builds carry what botocore's own client
+serializes for the call (path, ``X-Amz-Target``, ``Content-Type``, the JSON body's fields).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
 import pytest
+import pytest_asyncio
+from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
 from asyncloop._lean.lambda_ import invoke_path
 from asyncloop._lean.signing import Credentials, SigV4Signer
+from asyncloop.testing._loopback import serve_on_loopback
 
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 REGION = "eu-west-1"
 ARN_WITH_ALIAS = "arn:aws:lambda:eu-west-1:123456789012:function:my-fn:live"
 
 
-def _sqs_case() -> tuple[str, str, str, dict[str, str], bytes]:
+Case = tuple[str, str, str, dict[str, str], bytes]
+_SQS_HEADERS = {
+    "X-Amz-Target": "AmazonSQS.ReceiveMessage",
+    "Content-Type": "application/x-amz-json-1.0",
+    "User-Agent": "asyncloop/0 (lean)",
+}
+
+
+def _sqs_case() -> Case:
     body = json.dumps({"QueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q", "x": "é"})
-    headers = {
-        "X-Amz-Target": "AmazonSQS.ReceiveMessage",
-        "Content-Type": "application/x-amz-json-1.0",
-        "User-Agent": "asyncloop/0 (lean)",
-    }
-    return "sqs", "https://sqs.eu-west-1.amazonaws.com", "/", headers, body.encode()
+    return "sqs", "https://sqs.eu-west-1.amazonaws.com", "/", _SQS_HEADERS, body.encode()
 
 
-def _lambda_case() -> tuple[str, str, str, dict[str, str], bytes]:
+def _sqs_local_case() -> Case:
+    # An endpoint with a port and a base path: the Host keeps the port, the path the base
+    body = json.dumps({"QueueUrl": "http://127.0.0.1:4566/base/1/q"}, ensure_ascii=False)
+    return "sqs", "http://127.0.0.1:4566", "/base/", _SQS_HEADERS, body.encode()
+
+
+def _lambda_case() -> Case:
     headers = {"X-Amz-Invocation-Type": "Event", "User-Agent": "asyncloop/0 (lean)"}
     path = invoke_path(ARN_WITH_ALIAS)
     return "lambda", "https://lambda.eu-west-1.amazonaws.com", path, headers, b'{"a": [1, 2]}'
 
 
+def _lambda_latest_case() -> Case:
+    headers = {"X-Amz-Invocation-Type": "RequestResponse", "User-Agent": "asyncloop/0 (lean)"}
+    path = invoke_path("my-fn:$LATEST")
+    return "lambda", "https://lambda.eu-west-1.amazonaws.com", path, headers, b"{}"
+
+
+def _lambda_unicode_case() -> Case:
+    # Values with runs of whitespace: both sides trim and collapse them
+    headers = {"X-Amz-Invocation-Type": "  Event ", "User-Agent": "asyncloop/0   (lean)\tx"}
+    path = "/base" + invoke_path("fn é/ü x")
+    return "lambda", "http://localhost:9001", path, headers, '{"é": 1}'.encode()
+
+
 @pytest.mark.parametrize("token", [None, "session-token/with+odd=chars"], ids=["keys", "token"])
-@pytest.mark.parametrize("case", [_sqs_case, _lambda_case], ids=["sqs-json", "lambda-invoke"])
+@pytest.mark.parametrize(
+    "case",
+    [_sqs_case, _sqs_local_case, _lambda_case, _lambda_latest_case, _lambda_unicode_case],
+    ids=["sqs-json", "sqs-port-base-path", "lambda-arn-alias", "lambda-latest", "lambda-unicode"],
+)
 def test_lean_signature_equals_botocores(case: Any, token: str | None) -> None:
     # GIVEN one request and one set of credentials, at a fixed clock
     service, endpoint, path, headers, body = case()
@@ -76,8 +115,8 @@ def test_lean_signature_equals_botocores(case: Any, token: str | None) -> None:
     assert signed["Authorization"] == request.headers["Authorization"]
     assert signed["X-Amz-Date"] == request.headers["X-Amz-Date"]
     assert signed.get("X-Amz-Security-Token") == request.headers.get("X-Amz-Security-Token")
-    # (the quoted name is encoded twice in the canonical request, once on the wire)
-    if service == "lambda":
+    # (a quoted name is encoded twice in the canonical request, once on the wire)
+    if case is _lambda_case:
         assert "my-fn%3Alive" in path
         assert "my-fn%253Alive" in lean_canonical
 
@@ -135,7 +174,9 @@ class _Captured(Exception):
         self.request = request
 
 
-def _botocore_request(service: str, operation: str, **params: Any) -> Any:
+def _botocore_request(
+    service: str, operation: str, *, token: str | None = None, **params: Any
+) -> Any:
     import botocore.session
 
     session = botocore.session.get_session()
@@ -144,6 +185,7 @@ def _botocore_request(service: str, operation: str, **params: Any) -> Any:
         region_name=REGION,
         aws_access_key_id="AK",
         aws_secret_access_key="SK",
+        aws_session_token=token,
     )
 
     def capture(request: Any, **_: Any) -> None:
@@ -184,3 +226,162 @@ def test_the_lean_requests_carry_what_botocore_serializes() -> None:
     assert json.loads(sqs.body)["MessageSystemAttributeNames"] == ["All"]
     assert invoke.url == "https://lambda.eu-west-1.amazonaws.com" + invoke_path(ARN_WITH_ALIAS)
     assert text(invoke.headers["X-Amz-Invocation-Type"]) == "Event"
+
+
+@dataclass
+class _Received:
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+async def _capturing_server(received: list[_Received]) -> tuple[web.AppRunner, str]:
+    # Answers ReceiveMessage with no message and an Invoke with 202, keeping every request
+    async def handle(request: web.Request) -> web.Response:
+        received.append(
+            _Received(request.method, request.raw_path, dict(request.headers), await request.read())
+        )
+        if "X-Amz-Target" in request.headers:
+            return web.json_response({}, content_type="application/x-amz-json-1.0")
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return await serve_on_loopback(app)
+
+
+def _signed_names(headers: Mapping[str, str | bytes]) -> list[str]:
+    authorization = headers["Authorization"]
+    if isinstance(authorization, bytes):  # botocore keeps it as bytes
+        authorization = authorization.decode()
+    return authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+
+
+def _verify_as_aws(
+    request: _Received, endpoint: str, keys: tuple[str, str, str | None], service: str
+) -> tuple[str, str]:
+    """botocore's Authorization for the received request (its signed headers as received,
+    its X-Amz-Date as the clock), and the one it came with."""
+    authorization = request.headers["Authorization"]
+    signed_names = _signed_names(request.headers)
+    headers = {k: v for k, v in request.headers.items() if k.lower() in signed_names}
+    again = AWSRequest(
+        request.method, endpoint + request.raw_path, headers=headers, data=request.body
+    )
+    when = datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+        SigV4Auth(ReadOnlyCredentials(*keys), service, "us-east-1").add_auth(again)
+    return again.headers["Authorization"], authorization
+
+
+@dataclass
+class _Wire:
+    """What `LeanTransport` sent (a receive, a delete batch, an Invoke) to `url`."""
+
+    url: str
+    base_path: str
+    keys: tuple[str, str, str | None]
+    received: list[_Received]
+
+    @property
+    def queue_url(self) -> str:
+        return f"{self.url}/123456789012/jobs"
+
+
+_FUNCTION = "my-fn:$LATEST"  # a name whose ':' and '$' need quoting
+
+
+@pytest_asyncio.fixture(
+    params=[(None, ""), ("session-token/with+odd=chars", "/base")],
+    ids=["keys-root", "token-base-path"],
+)
+async def wire(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> _Wire:
+    import aioboto3
+    from aiobotocore.config import AioConfig
+
+    from asyncloop._lean import LeanTransport
+
+    # SDK clients with fixed keys (a session token or none) on a local endpoint (at its root,
+    # or under a base path) that records what arrives; nothing read from the machine
+    token, base_path = request.param
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_LAMBDA",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    keys = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    received: list[_Received] = []
+    runner, url = await _capturing_server(received)
+    endpoint = url + base_path
+    # (the lean transport retries as botocore's standard mode only, as AwsClients sets it)
+    config = AioConfig(retries={"mode": "standard"})
+    session = aioboto3.Session(
+        aws_access_key_id=keys[0],
+        aws_secret_access_key=keys[1],
+        aws_session_token=keys[2],
+        region_name="us-east-1",
+    )
+    wire = _Wire(url, base_path, keys, received)
+    try:
+        async with (
+            session.client("sqs", endpoint_url=endpoint, config=config) as sqs,
+            session.client("lambda", endpoint_url=endpoint, config=config) as lambda_,
+            LeanTransport(sqs_client=sqs, lambda_client=lambda_) as lean,
+        ):
+            queue = lean.queue(wire.queue_url)
+            await queue.receive(max_messages=10, wait_time_seconds=0)
+            await queue.delete_batch([("a", "receipt-é")])
+            await lean.invoker().invoke(
+                function_name=_FUNCTION, payload='{"x": "é"}'.encode(), invocation_type="Event"
+            )
+    finally:
+        await runner.cleanup()
+    return wire
+
+
+@pytest.mark.asyncio
+async def test_what_the_lean_transport_sends_verifies_as_aws_would(wire: _Wire) -> None:
+    # GIVEN the requests the lean transport sent: a receive, a delete batch, an Invoke
+    base = wire.base_path
+    assert [r.raw_path for r in wire.received] == [
+        f"{base}/",
+        f"{base}/",
+        f"{base}/2015-03-31/functions/my-fn%3A%24LATEST/invocations",
+    ]
+    for request, service in zip(wire.received, ["sqs", "sqs", "lambda"], strict=True):
+        # WHEN botocore signs again what arrived: the method, path, signed headers, body
+        expected, actual = _verify_as_aws(request, wire.url, wire.keys, service)
+        # THEN it is the signature the request came with, the token sent when there is one
+        assert actual == expected
+        assert request.headers.get("X-Amz-Security-Token") == wire.keys[2]
+
+
+@pytest.mark.asyncio
+async def test_the_lean_transport_signs_the_headers_botocore_signs(wire: _Wire) -> None:
+    # GIVEN the requests the lean transport sent
+    # WHEN botocore's own clients serialize and sign the same three calls
+    token = wire.keys[2]
+    sdk = [
+        _botocore_request("sqs", "receive_message", token=token, QueueUrl=wire.queue_url),
+        _botocore_request(
+            "sqs",
+            "delete_message_batch",
+            token=token,
+            QueueUrl=wire.queue_url,
+            Entries=[{"Id": "a", "ReceiptHandle": "receipt-é"}],
+        ),
+        _botocore_request(
+            "lambda", "invoke", token=token, FunctionName=_FUNCTION, InvocationType="Event"
+        ),
+    ]
+    # THEN both sign the same headers (so a header botocore sends, the lean path sends too)
+    lean_names = [_signed_names(r.headers) for r in wire.received]
+    assert lean_names == [_signed_names(r.headers) for r in sdk]

@@ -4,8 +4,9 @@ Why: aiobotocore spends about 1,100 us of CPU per SQS call here (serialising thr
 service model, the event hooks, the parser walking the output shape); the consumer makes
 about 0.2 SQS calls a message. This module writes the three hot calls (ReceiveMessage,
 DeleteMessageBatch, ChangeMessageVisibilityBatch) as JSON bodies with the API's field names,
-``POST /`` with ``X-Amz-Target: AmazonSQS.<Operation>`` and
-``Content-Type: application/x-amz-json-1.0``, and reads the answers as botocore's parser
+``POST /`` with ``X-Amz-Target: AmazonSQS.<Operation>``,
+``Content-Type: application/x-amz-json-1.0`` and ``x-amzn-query-mode: true`` (botocore's
+headers for SQS, signed alike), and reads the answers as botocore's parser
 would shape them: the same `Message` fields, system attributes as strings, message
 attributes with binary values base64-decoded to bytes, only the modeled keys kept. A test
 compares the two paths' `Message`s for the same messages on moto and fauxqs.
@@ -58,7 +59,14 @@ _ENCODE: Final = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _headers(operation: str) -> dict[str, str]:
-    return {"X-Amz-Target": f"AmazonSQS.{operation}", "Content-Type": _CONTENT_TYPE}
+    # x-amzn-query-mode: what botocore sends (and signs) for SQS, an awsQueryCompatible service
+    # (its serializer's _handle_query_compatible_trait): the client reads the query-protocol
+    # error codes of x-amzn-query-error, so SQS may answer with them as it does the sdk path
+    return {
+        "X-Amz-Target": f"AmazonSQS.{operation}",
+        "Content-Type": _CONTENT_TYPE,
+        "x-amzn-query-mode": "true",
+    }
 
 
 def _message_attributes(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 `LoopSettings.from_env` reads every ``ASYNCLOOP_*`` variable the loop and watchdog functions
 use, with Lambda-sized defaults; `build_aws_runtime` wires the consumer through the one
 factory (`open_wiring`: clients, the queue's VisibilityTimeout and RedrivePolicy, the worker
-function's existence, ``ASYNCLOOP_TRANSPORT``) and builds the `LoopRuntime` the runner drives:
-the DynamoDB lease store, the Kinesis token sink and a `Consumer` per run.
+function's existence, ``ASYNCLOOP_TRANSPORT``, lean unless set, as `AwsConfig`'s) and builds
+the `LoopRuntime` the runner drives: the DynamoDB lease store, the Kinesis token sink and a
+`Consumer` per run.
 """
 
 from __future__ import annotations

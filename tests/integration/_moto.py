@@ -1,7 +1,8 @@
 """Helpers that build AWS resources on an emulator with plain aioboto3 clients (not fixtures).
 
 They use the raw aiobotocore clients on purpose: the fixtures must not depend on the code
-under test. The server itself is `asyncloop.testing._moto.MotoServer`.
+under test. The server itself is `asyncloop.testing._moto.MotoServer`; `Emulator` offers the
+same factories on moto or on fauxqs with a `LambdaServer`, for tests that run on both.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import uuid
 import zipfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from asyncloop import AwsConfig
+
+if TYPE_CHECKING:
+    from asyncloop._config import Transport
+    from asyncloop.testing import LambdaServer
 
 __all__ = (
     "ACCOUNT_ID",
@@ -20,6 +27,7 @@ __all__ = (
     "REGION",
     "AdminClients",
     "CountMessages",
+    "Emulator",
     "MakeFunction",
     "MakeQueue",
     "SendMessages",
@@ -183,3 +191,62 @@ async def count_messages(sqs: Any, queue_url: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Emulator:
+    """Where an end-to-end test runs: moto's server (SQS and Lambda, one endpoint), or fauxqs
+    for SQS and a `LambdaServer` for Lambda (each reached through botocore's per-service
+    ``AWS_ENDPOINT_URL_<SERVICE>`` variables, which the fixture sets)."""
+
+    name: str
+    endpoint_url: str | None
+    """The one endpoint for `AwsConfig` (moto), or None (the per-service variables)."""
+    sqs: Any
+    """A plain aiobotocore SQS client on the emulator, for setup and inspection."""
+    make_queue: MakeQueue
+    make_function: MakeFunction
+    lambda_server: LambdaServer | None = None
+    """fauxqs's Lambda endpoint, which records every invocation; None on moto."""
+
+    @classmethod
+    def on_moto(cls, endpoint_url: str, admin: AdminClients) -> Emulator:
+        async def make_queue(name: str | None = None, **options: int) -> TestQueue:
+            return await create_queue(admin.sqs, name, **options)
+
+        async def make_function(name: str | None = None) -> str:
+            return await create_function(admin.iam, admin.lambda_, name)
+
+        return cls("moto", endpoint_url, admin.sqs, make_queue, make_function)
+
+    @classmethod
+    def on_fauxqs(cls, sqs: Any, server: LambdaServer) -> Emulator:
+        async def make_queue(name: str | None = None, **options: int) -> TestQueue:
+            return await create_queue(sqs, name, **options)
+
+        async def make_function(name: str | None = None) -> str:
+            name = name or unique_name("fn")
+            server.add_function(name)
+            return name
+
+        return cls("fauxqs", None, sqs, make_queue, make_function, server)
+
+    def aws(self, transport: Transport, **options: Any) -> AwsConfig:
+        """The `AwsConfig` a consumer on this emulator uses, on `transport`."""
+        return AwsConfig(
+            region=REGION, endpoint_url=self.endpoint_url, transport=transport, **options
+        )
+
+    async def send_messages(
+        self, queue_url: str, count: int, *, body: str = "message-{i}"
+    ) -> list[str]:
+        return await send_messages(self.sqs, queue_url, count, body=body)
+
+    async def count_messages(self, queue_url: str) -> int:
+        return await count_messages(self.sqs, queue_url)
+
+    def invoked_bodies(self) -> list[str] | None:
+        """The SQS bodies of every invocation the `LambdaServer` ran, or None on moto."""
+        if self.lambda_server is None or self.lambda_server.recorded is None:
+            return None
+        return [i.decoded()["Records"][0]["sqs"]["Body"] for i in self.lambda_server.recorded]

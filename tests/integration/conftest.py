@@ -1,16 +1,23 @@
-"""Fixtures for tests against moto's server over real HTTP on 127.0.0.1.
+"""Fixtures for tests against emulators over real HTTP on 127.0.0.1 (moto's server, fauxqs).
 
+- `transport` (parametrized ``sdk``, ``lean``): the data-plane transport; every end-to-end
+  test takes it, so it runs on both (the parity suite).
 - `moto_instance` / `moto_server` (session): one `MotoServer` for the run, and its endpoint URL.
 - `moto_endpoint` (function): the endpoint URL, with moto's state reset and fake credentials set.
 - `aws_admin` (function): plain aioboto3 clients (sqs, lambda, iam) on the endpoint, for setup.
 - Factories: `make_queue`, `make_function`, `send_messages`, `count_messages`
   (helpers in `_moto.py`).
+- `fauxqs_url` (session): one fauxqs for the run (skips without Node >= 20).
+- `aws_emulator` (parametrized ``moto``, ``fauxqs``): an `Emulator`, the same factories on
+  moto's server (SQS and Lambda) or on fauxqs with a `LambdaServer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Final
 
 import _moto
 import pytest
@@ -19,13 +26,25 @@ from _moto import (
     REGION,
     AdminClients,
     CountMessages,
+    Emulator,
     MakeFunction,
     MakeQueue,
     SendMessages,
     TestQueue,
 )
 
+from asyncloop._config import Transport
+from asyncloop.testing import FauxqsServer, LambdaServer, node_available
 from asyncloop.testing._moto import MotoServer
+
+TRANSPORTS: Final[tuple[Transport, ...]] = ("sdk", "lean")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> Transport:
+    """``sdk`` (aiobotocore) or ``lean`` (`asyncloop._lean`): a test that takes it runs on both."""
+    value: Transport = request.param
+    return value
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +147,41 @@ def count_messages(aws_admin: AdminClients) -> CountMessages:
         return await _moto.count_messages(aws_admin.sqs, queue_url)
 
     return count_
+
+
+@pytest.fixture(scope="session")
+def fauxqs_url() -> Iterator[str]:
+    """One fauxqs for the run (queues are named uniquely, never reset), on 127.0.0.1."""
+    if not node_available():
+        pytest.skip("fauxqs needs Node.js >= 20 and npm on PATH")
+    with FauxqsServer() as server:
+        yield server.endpoint_url
+
+
+@pytest_asyncio.fixture(params=["moto", "fauxqs"])
+async def aws_emulator(
+    request: pytest.FixtureRequest, aws_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Emulator]:
+    """moto's server for SQS and Lambda, or fauxqs for SQS and a `LambdaServer` for Lambda
+    (reached through ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL_LAMBDA``)."""
+    import aioboto3
+
+    session = aioboto3.Session(region_name=REGION)
+    async with AsyncExitStack() as stack:
+        if request.param == "moto":
+            endpoint: str = request.getfixturevalue("moto_endpoint")
+            sqs = await stack.enter_async_context(session.client("sqs", endpoint_url=endpoint))
+            lambda_ = await stack.enter_async_context(
+                session.client("lambda", endpoint_url=endpoint)
+            )
+            iam = await stack.enter_async_context(session.client("iam", endpoint_url=endpoint))
+            yield Emulator.on_moto(endpoint, AdminClients(sqs=sqs, lambda_=lambda_, iam=iam))
+            return
+        fauxqs: str = request.getfixturevalue("fauxqs_url")
+        server = await stack.enter_async_context(
+            LambdaServer(latency=0.0, strict_functions=True, record_payloads=True)
+        )
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", fauxqs)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.endpoint_url)
+        sqs = await stack.enter_async_context(session.client("sqs", endpoint_url=fauxqs))
+        yield Emulator.on_fauxqs(sqs, server)

@@ -1,4 +1,8 @@
-"""`asyncloop run` as a user runs it: a subprocess talking to moto's server over HTTP."""
+"""`asyncloop run` as a user runs it: a subprocess talking to moto's server over HTTP.
+
+Every test runs on both transports (the conftest's `transport` fixture), given as
+``--transport`` or, in the environment test, as ``ASYNCLOOP_TRANSPORT``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 from _moto import AdminClients, CountMessages, MakeFunction, MakeQueue, SendMessages
+from _refusing import refusing_server
+
+from asyncloop._config import Transport
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -28,8 +35,16 @@ REQUIRED_KEYS = {
 }
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asyncloop", *args]
+def _cli(*args: str, transport: Transport | None = None) -> list[str]:
+    """``python -m asyncloop *args``, with ``--transport`` when one is given."""
+    tail = ["--transport", transport] if transport is not None else []
+    return [sys.executable, "-m", "asyncloop", *args, *tail]
+
+
+def _cli_run(queue_url: str, endpoint_url: str, *args: str, transport: Transport) -> list[str]:
+    """``asyncloop run`` on `queue_url` through `endpoint_url` (us-east-1), on `transport`."""
+    where = ["--queue-url", queue_url, "--endpoint-url", endpoint_url, "--region", "us-east-1"]
+    return _cli("run", *where, *args, transport=transport)
 
 
 async def _run(
@@ -43,6 +58,7 @@ async def _run(
 
 async def test_run_until_empty_prints_json_last_and_exits_0(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     make_function: MakeFunction,
     send_messages: SendMessages,
@@ -55,20 +71,16 @@ async def test_run_until_empty_prints_json_last_and_exits_0(
 
     # WHEN the CLI drains it
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             queue.url,
+            moto_endpoint,
             "--function-name",
             function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
             "--wait-time-seconds",
             "0",
             "--until-empty",
             "--json",
+            transport=transport,
         )
     )
 
@@ -81,52 +93,15 @@ async def test_run_until_empty_prints_json_last_and_exits_0(
     assert summary["received"] == summary["succeeded"] == summary["deleted"] >= 50
     assert summary["api_calls"]["Invoke"] == summary["succeeded"]
     assert await count_messages(queue.url) == 0
-    # logs went to stderr, and never a message body
+    # logs went to stderr, and never a message body; the run was on the transport asked for
     assert "consumer starting" in result.stderr
     assert "message-1" not in result.stderr
-
-
-async def test_run_with_the_lean_transport_drains_a_queue(
-    moto_endpoint: str,
-    make_queue: MakeQueue,
-    make_function: MakeFunction,
-    send_messages: SendMessages,
-    count_messages: CountMessages,
-) -> None:
-    # GIVEN a queue with 30 messages and a function
-    queue = await make_queue()
-    function = await make_function()
-    await send_messages(queue.url, 30)
-    # WHEN the CLI drains it on the lean transport
-    result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
-            queue.url,
-            "--function-name",
-            function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
-            "--transport",
-            "lean",
-            "--wait-time-seconds",
-            "0",
-            "--until-empty",
-            "--json",
-        )
-    )
-    # THEN exit 0, every message invoked and deleted, through the lean transport
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["received"] == summary["succeeded"] == summary["deleted"] >= 30
-    assert await count_messages(queue.url) == 0
-    assert "transport=lean" in result.stderr
+    assert f"transport={transport} " in result.stderr
 
 
 async def test_run_reads_its_flags_from_the_environment(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     make_function: MakeFunction,
     send_messages: SendMessages,
@@ -143,28 +118,26 @@ async def test_run_reads_its_flags_from_the_environment(
         ASYNCLOOP_WAIT_TIME_SECONDS="0",
         ASYNCLOOP_UNTIL_EMPTY="1",
         ASYNCLOOP_JSON="true",
+        ASYNCLOOP_TRANSPORT=transport,
     )
     result = await _run(_cli("run"), env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["deleted"] >= 5
+    assert f"transport={transport} " in result.stderr
 
 
 async def test_missing_queue_exits_1_with_a_clear_message(
-    moto_endpoint: str, make_function: MakeFunction
+    moto_endpoint: str, transport: Transport, make_function: MakeFunction
 ) -> None:
     function = await make_function()
     missing = f"{moto_endpoint}/123456789012/no-such-queue"
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             missing,
+            moto_endpoint,
             "--function-name",
             function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
+            transport=transport,
         )
     )
     assert result.returncode == 1
@@ -175,22 +148,18 @@ async def test_missing_queue_exits_1_with_a_clear_message(
 
 
 async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
-    moto_endpoint: str, make_queue: MakeQueue, send_messages: SendMessages
+    moto_endpoint: str, transport: Transport, make_queue: MakeQueue, send_messages: SendMessages
 ) -> None:
     queue = await make_queue()
     await send_messages(queue.url, 3)
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             queue.url,
+            moto_endpoint,
             "--function-name",
             "no-such-function",
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
             "--until-empty",
+            transport=transport,
         )
     )
     assert result.returncode == 1
@@ -200,8 +169,49 @@ async def test_missing_function_exits_1_even_though_moto_accepts_its_invokes(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("credentials", ["refused", "missing"])
+async def test_bad_credentials_exit_1_with_one_line(
+    transport: Transport,
+    credentials: str,
+    aws_credentials: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN an endpoint that refuses every access key, as SQS and Lambda do, or no
+    # credentials anywhere (no variables, no files, no instance metadata)
+    if credentials == "missing":
+        for name in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+        ):
+            monkeypatch.delenv(name)
+    runner, url = await refusing_server()
+    try:
+        # WHEN the CLI starts on it
+        result = await _run(
+            _cli_run(
+                f"{url}/123456789012/jobs",
+                url,
+                "--function-name",
+                "worker",
+                transport=transport,
+            )
+        )
+    finally:
+        await runner.cleanup()
+    # THEN exit 1 with one line on stderr saying why: no traceback, no log line around it
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    expected = {"refused": "InvalidClientTokenId", "missing": "Unable to locate credentials"}
+    assert lines[0].startswith("asyncloop: error: GetQueueAttributes on ")
+    assert expected[credentials] in lines[0]
+
+
 async def test_sigterm_mid_run_drains_and_loses_nothing(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     send_messages: SendMessages,
     aws_admin: AdminClients,
@@ -227,16 +237,11 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
     queue = await make_queue(visibility_timeout=120)
     await send_messages(queue.url, 60)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    argv = _cli(
-        "run",
-        "--queue-url",
+    argv = _cli_run(
         queue.url,
+        moto_endpoint,
         "--handler",
         "slow_handler:handle",
-        "--endpoint-url",
-        moto_endpoint,
-        "--region",
-        "us-east-1",
         "--max-in-flight",
         "8",
         "--receivers",
@@ -244,6 +249,7 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
         "--wait-time-seconds",
         "1",
         "--json",
+        transport=transport,
     )
     async with await anyio.open_process(argv, env=env) as process:
         assert process.stdout is not None
@@ -279,27 +285,23 @@ async def test_sigterm_mid_run_drains_and_loses_nothing(
 
 
 async def test_an_empty_queue_prints_no_messages_and_json_is_all_of_stdout(
-    moto_endpoint: str, make_queue: MakeQueue, make_function: MakeFunction
+    moto_endpoint: str, transport: Transport, make_queue: MakeQueue, make_function: MakeFunction
 ) -> None:
     # GIVEN an empty queue
     queue = await make_queue()
     function = await make_function()
     # WHEN the CLI runs until empty with --json
     result = await _run(
-        _cli(
-            "run",
-            "--queue-url",
+        _cli_run(
             queue.url,
+            moto_endpoint,
             "--function-name",
             function,
-            "--endpoint-url",
-            moto_endpoint,
-            "--region",
-            "us-east-1",
             "--wait-time-seconds",
             "0",
             "--until-empty",
             "--json",
+            transport=transport,
         )
     )
     # THEN exit 0; stdout is exactly one JSON object; the summary on stderr says "no messages"
@@ -333,6 +335,7 @@ def handle(message):
 @pytest.mark.parametrize("handler_source", [_STUCK_ASYNC, _STUCK_SYNC], ids=["async", "sync"])
 async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
     moto_endpoint: str,
+    transport: Transport,
     make_queue: MakeQueue,
     send_messages: SendMessages,
     aws_admin: AdminClients,
@@ -345,16 +348,11 @@ async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
     queue = await make_queue(visibility_timeout=120)
     await send_messages(queue.url, 4)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    argv = _cli(
-        "run",
-        "--queue-url",
+    argv = _cli_run(
         queue.url,
+        moto_endpoint,
         "--handler",
         "stuck_handler:handle",
-        "--endpoint-url",
-        moto_endpoint,
-        "--region",
-        "us-east-1",
         "--max-in-flight",
         "4",
         "--receivers",
@@ -362,6 +360,7 @@ async def test_a_second_signal_aborts_with_exit_1_and_loses_nothing(
         "--wait-time-seconds",
         "1",
         "--json",
+        transport=transport,
     )
     async with await anyio.open_process(argv, env=env) as process:
         assert process.stdout is not None

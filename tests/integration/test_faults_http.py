@@ -3,13 +3,15 @@
 fauxqs (SQS) and the local Lambda endpoint each sit behind a `FaultProxy` (500, 503, throttles,
 connection resets, answers slower than the client's read timeout; a third of the faults after
 the request reached the server). One message in a hundred is a deliberate poison. The scenario
-lives in `bench.reliability`, whose 10,000-message run reports the same figures.
+lives in `bench.reliability`, whose 10,000-message run reports the same figures. It runs on
+both transports (the conftest's `transport` fixture), held to the same contract and bound.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from asyncloop._config import Transport
 from asyncloop.testing import node_available
 from bench.reliability import run_fault_scenario
 
@@ -21,12 +23,15 @@ pytestmark = [
 
 
 @pytest.mark.timeout(240)
-async def test_2000_messages_at_10_percent_faults_lose_nothing() -> None:
+async def test_2000_messages_at_10_percent_faults_lose_nothing(transport: Transport) -> None:
     # GIVEN 2,000 messages (20 of them poison) and 10% faults on every SQS and Lambda request
-    # WHEN the consumer runs until the queue is empty and the DLQ holds the poison
-    report = await run_fault_scenario(messages=2000, fault_rate=0.10, seed=7, max_seconds=180)
+    # WHEN the consumer runs on `transport` until the queue is empty and the DLQ holds the poison
+    report = await run_fault_scenario(
+        messages=2000, fault_rate=0.10, seed=7, max_seconds=180, transport=transport
+    )
 
-    # THEN faults really happened on both sides,
+    # THEN it ran on that transport, faults really happened on both sides,
+    assert report.transport == transport
     assert sum(report.faults_sqs.values()) > 0
     assert sum(report.faults_lambda.values()) > 0
     # every good message ran and was deleted, only the poison is in the DLQ, none is lost,

@@ -1,8 +1,10 @@
 """The lean transport against the sdk path: the same assertions on both, over real HTTP.
 
 `path` gives a queue factory and an invoker on the sdk path (`SqsQueue`, `AioLambdaInvoker`)
-or the lean path (`LeanTransport`), built from the same aiobotocore clients; SQS is moto's
-server or fauxqs, Lambda is `LambdaServer`. Everything listens on 127.0.0.1.
+or the lean path (`LeanTransport`), as the conftest's `transport` fixture says, built from the
+same aiobotocore clients; SQS is moto's server or fauxqs, Lambda is `LambdaServer`.
+Everything listens on 127.0.0.1. The consumer's runs on both transports are in
+test_consumer_moto.py and test_cli_moto.py.
 """
 
 from __future__ import annotations
@@ -18,26 +20,24 @@ import aioboto3
 import anyio
 import pytest
 import pytest_asyncio
+from _refusing import refusing_server
 from aiobotocore.config import AioConfig
 from aiohttp import web
 from multidict import CIMultiDict
 
 from asyncloop import (
     AioLambdaInvoker,
-    Consumer,
-    ConsumerConfig,
     CredentialsError,
     FunctionError,
     FunctionNotFound,
-    LambdaConfig,
-    LambdaDispatcher,
     QueueError,
     QueueNotFound,
     SqsQueue,
     TransportError,
 )
+from asyncloop._config import Transport
 from asyncloop._lean import LeanTransport
-from asyncloop.testing import FaultProxy, Faults, FauxqsServer, LambdaServer, node_available
+from asyncloop.testing import FaultProxy, Faults, LambdaServer
 from asyncloop.testing._loopback import serve_on_loopback
 from asyncloop.testing._moto import MotoServer
 
@@ -45,14 +45,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 REGION = "us-east-1"
 FUNCTION = "worker"
-
-
-@pytest.fixture(scope="module")
-def fauxqs_url() -> Any:
-    if not node_available():
-        pytest.skip("fauxqs needs Node.js >= 20 and npm on PATH")
-    with FauxqsServer() as server:
-        yield server.endpoint_url
 
 
 @pytest.fixture(params=["moto", "fauxqs"])
@@ -92,7 +84,7 @@ class Path:
 
 async def _open_path(
     stack: AsyncExitStack,
-    name: str,
+    name: Transport,
     sqs_url: str,
     lambda_url: str,
     *,
@@ -112,16 +104,16 @@ async def _open_path(
     return lean.queue, lean.invoker()
 
 
-@pytest_asyncio.fixture(params=["sdk", "lean"])
-async def path(request: pytest.FixtureRequest, emulator: str, sqs_url: str) -> AsyncIterator[Path]:
+@pytest_asyncio.fixture
+async def path(transport: Transport, emulator: str, sqs_url: str) -> AsyncIterator[Path]:
     async with AsyncExitStack() as stack:
         server = await stack.enter_async_context(
             LambdaServer(latency=0.0, functions=[FUNCTION], strict_functions=True)
         )
         session = aioboto3.Session(region_name=REGION)
         admin = await stack.enter_async_context(session.client("sqs", endpoint_url=sqs_url))
-        queue, invoker = await _open_path(stack, request.param, sqs_url, server.endpoint_url)
-        yield Path(request.param, emulator, admin, queue, invoker, server)
+        queue, invoker = await _open_path(stack, transport, sqs_url, server.endpoint_url)
+        yield Path(transport, emulator, admin, queue, invoker, server)
 
 
 _counter = iter(range(1_000_000))
@@ -423,38 +415,14 @@ async def test_lambda_429_is_throttled(sqs_url: str) -> None:
 # -- credentials and faults -----------------------------------------------------------------
 
 
-async def _refusing_server() -> tuple[web.AppRunner, str]:
-    # What SQS (JSON protocol) and Lambda answer to an unknown access key
-    async def handle(request: web.Request) -> web.Response:
-        await request.read()
-        if "X-Amz-Target" in request.headers:
-            return web.json_response(
-                {
-                    "__type": "com.amazon.coral.service#UnrecognizedClientException",
-                    "message": "The security token included in the request is invalid.",
-                },
-                status=400,
-                headers={"x-amzn-query-error": "InvalidClientTokenId;Sender"},
-                content_type="application/x-amz-json-1.0",
-            )
-        return web.json_response(
-            {"message": "The security token included in the request is invalid."},
-            status=403,
-            headers={"x-amzn-ErrorType": "UnrecognizedClientException:http://internal"},
-        )
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return await serve_on_loopback(app)
-
-
-@pytest.mark.parametrize("name", ["sdk", "lean"])
-async def test_refused_credentials_are_credentials_error(name: str, aws_credentials: None) -> None:
+async def test_refused_credentials_are_credentials_error(
+    transport: Transport, aws_credentials: None
+) -> None:
     # GIVEN endpoints that refuse the access key, as AWS does
-    runner, url = await _refusing_server()
+    runner, url = await refusing_server()
     try:
         async with AsyncExitStack() as stack:
-            queue, invoker = await _open_path(stack, name, url, url)
+            queue, invoker = await _open_path(stack, transport, url, url)
             # WHEN SQS and Lambda are called
             # THEN both fail with CredentialsError, the code being what botocore reports
             with pytest.raises(CredentialsError) as sqs_error:
@@ -467,9 +435,8 @@ async def test_refused_credentials_are_credentials_error(name: str, aws_credenti
     assert lambda_error.value.code == "UnrecognizedClientException"
 
 
-@pytest.mark.parametrize("name", ["sdk", "lean"])
 async def test_no_credentials_is_credentials_error(
-    name: str, aws_credentials: None, monkeypatch: pytest.MonkeyPatch
+    transport: Transport, aws_credentials: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN no credentials anywhere
     for variable in (
@@ -479,10 +446,10 @@ async def test_no_credentials_is_credentials_error(
         "AWS_SECURITY_TOKEN",
     ):
         monkeypatch.delenv(variable)
-    runner, url = await _refusing_server()
+    runner, url = await refusing_server()
     try:
         async with AsyncExitStack() as stack:
-            queue, _ = await _open_path(stack, name, url, url)
+            queue, _ = await _open_path(stack, transport, url, url)
             # WHEN SQS is called THEN it is a CredentialsError
             with pytest.raises(CredentialsError):
                 await queue(url + "/123456789012/q").receive(max_messages=1, wait_time_seconds=0)
@@ -490,7 +457,6 @@ async def test_no_credentials_is_credentials_error(
         await runner.cleanup()
 
 
-@pytest.mark.parametrize("name", ["sdk", "lean"])
 @pytest.mark.parametrize(
     ("faults", "error", "code"),
     [
@@ -500,7 +466,7 @@ async def test_no_credentials_is_credentials_error(
     ids=["500", "reset"],
 )
 async def test_faults_after_retries(
-    name: str,
+    transport: Transport,
     faults: Faults,
     error: type[Exception],
     code: str,
@@ -514,7 +480,7 @@ async def test_faults_after_retries(
         url = await _make_queue(admin)
         proxy = await stack.enter_async_context(FaultProxy(fauxqs_url, faults=faults, seed=1))
         queue, _ = await _open_path(
-            stack, name, proxy.endpoint_url, proxy.endpoint_url, max_attempts=2
+            stack, transport, proxy.endpoint_url, proxy.endpoint_url, max_attempts=2
         )
         # WHEN a receive is attempted
         with pytest.raises(error) as caught:
@@ -523,51 +489,3 @@ async def test_faults_after_retries(
     assert sum(proxy.injected.values()) == 2
     assert caught.value.code == code  # type: ignore[attr-defined]
     assert caught.value.retryable  # type: ignore[attr-defined]
-
-
-# -- the consumer ---------------------------------------------------------------------------
-
-
-async def test_consumer_drains_300_messages_over_the_lean_path(
-    fauxqs_url: str, aws_credentials: None
-) -> None:
-    # GIVEN 300 messages on fauxqs and a local Lambda endpoint
-    async with AsyncExitStack() as stack:
-        session = aioboto3.Session(region_name=REGION)
-        admin = await stack.enter_async_context(session.client("sqs", endpoint_url=fauxqs_url))
-        url = await _make_queue(admin)
-        for start in range(0, 300, 10):
-            await admin.send_message_batch(
-                QueueUrl=url,
-                Entries=[{"Id": str(i), "MessageBody": f"m-{start + i}"} for i in range(10)],
-            )
-        server = await stack.enter_async_context(
-            LambdaServer(latency=0.0, functions=[FUNCTION], record_payloads=True)
-        )
-        queue, invoker = await _open_path(stack, "lean", fauxqs_url, server.endpoint_url)
-        dispatcher = LambdaDispatcher(
-            invoker=invoker,
-            config=LambdaConfig(function_name=FUNCTION, invocation_type="Event"),
-            queue_url=url,
-        )
-        config = ConsumerConfig(
-            wait_time_seconds=0,
-            until_empty=True,
-            receivers=4,
-            max_in_flight=32,
-            ack_flush_interval=0.01,
-        )
-        # WHEN the consumer runs over the lean queue and invoker until the queue is empty
-        with anyio.fail_after(60):
-            stats = await Consumer(queue=queue(url), dispatcher=dispatcher, config=config).run()
-        attributes = await admin.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
-
-    # THEN every message was invoked and deleted, none is left
-    assert server.recorded is not None
-    bodies = {i.decoded()["Records"][0]["sqs"]["Body"] for i in server.recorded}
-    assert bodies == {f"m-{i}" for i in range(300)}
-    assert stats.deleted >= 300
-    left = attributes["Attributes"]
-    assert (
-        left["ApproximateNumberOfMessages"] == left["ApproximateNumberOfMessagesNotVisible"] == "0"
-    )

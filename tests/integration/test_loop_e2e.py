@@ -516,7 +516,6 @@ def test_the_worker_deletes_what_the_dispatcher_sent_and_keeps_what_failed(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("transport", ["sdk", "lean"])
 async def test_the_loops_consumer_is_wired_by_the_factory_with_the_queues_timeout(
     setup: Setup, transport: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,7 +4,6 @@ control plane checks, fauxqs + `LambdaServer` for a run on the lean transport.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import aioboto3
 import anyio
@@ -13,7 +12,6 @@ from _moto import REGION, CountMessages, MakeFunction, MakeQueue, SendMessages
 
 import asyncloop
 from asyncloop import (
-    AioLambdaInvoker,
     AwsConfig,
     ConfigError,
     ConsumerConfig,
@@ -27,7 +25,7 @@ from asyncloop import (
 from asyncloop._lean.lambda_ import LeanInvoker
 from asyncloop._lean.sqs import LeanQueue
 from asyncloop._wiring import open_wiring
-from asyncloop.testing import FauxqsServer, LambdaServer, node_available
+from asyncloop.testing import LambdaServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -44,16 +42,18 @@ async def test_open_consumer_reads_the_queues_visibility_timeout_and_checks_the_
     # GIVEN a queue with a 7 s visibility timeout and a DLQ, and a function, in moto
     queue = await make_queue(visibility_timeout=7, max_receive_count=4)
     function = await make_function()
-    # WHEN a consumer is opened on them by the factory, with the default (sdk) transport
+    # WHEN a consumer is opened on them by the factory, with the default (lean) transport
     async with open_wiring(queue.url, function_name=function, aws=_aws(moto_endpoint)) as wiring:
         consumer = wiring.consumer()
-        # THEN it works from the queue's timeout, on the SDK queue and invoker
+        # THEN it works from the queue's timeout, on the lean queue and invoker (the control
+        # plane on the SDK's)
         assert consumer.visibility_timeout == 7
         assert wiring.redrive_policy is not None
         assert int(wiring.redrive_policy["maxReceiveCount"]) == 4
-        assert isinstance(consumer.queue, SqsQueue)
+        assert isinstance(consumer.queue, LeanQueue)
+        assert isinstance(wiring.control, SqsQueue)
         assert isinstance(consumer.dispatcher, LambdaDispatcher)
-        assert isinstance(consumer.dispatcher.invoker, AioLambdaInvoker)
+        assert isinstance(consumer.dispatcher.invoker, LeanInvoker)
         # and the pool covers receivers + in-flight + ack senders
         config = ConsumerConfig()
         assert wiring.clients.pool_size == (
@@ -130,14 +130,6 @@ async def test_a_handler_consumer_drains_a_queue_over_moto(
 
 
 # -- the lean transport, chosen by AwsConfig.transport ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fauxqs_url() -> Iterator[str]:
-    if not node_available():
-        pytest.skip("fauxqs needs Node.js >= 20 and npm on PATH")
-    with FauxqsServer() as server:
-        yield server.endpoint_url
 
 
 async def test_transport_lean_builds_lean_objects_and_drains_50_messages(
