@@ -64,20 +64,24 @@ async def _not_visible(sqs: Any, queue_url: str) -> tuple[int, int]:
     )
 
 
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 async def test_two_processes_drain_the_queue_into_one_summary(
-    fauxqs: tuple[str, Any], tmp_path: Path
+    fauxqs: tuple[str, Any], tmp_path: Path, event_loop: str
 ) -> None:
-    # GIVEN 200 messages and a handler that records each message it handled
+    # GIVEN 200 messages and a handler that records each message it handled, and the class
+    # of the event loop it ran on
     endpoint, sqs = fauxqs
     done_log = tmp_path / "done.log"
     (tmp_path / "record_handler.py").write_text(
         textwrap.dedent(
             f"""
+            import asyncio
             import os
 
-            def handle(message):
+            async def handle(message):
+                loop = type(asyncio.get_running_loop()).__module__
                 with open({str(done_log)!r}, "a") as f:
-                    f.write(f"{{os.getpid()}} {{message.message_id}}\\n")
+                    f.write(f"{{os.getpid()}} {{message.message_id}} {{loop}}\\n")
             """
         )
     )
@@ -88,6 +92,7 @@ async def test_two_processes_drain_the_queue_into_one_summary(
     argv = _argv(
         endpoint, queue_url, "record_handler:handle",
         "--until-empty", "--wait-time-seconds", "0", "--max-in-flight", "16",
+        "--event-loop", event_loop,
     )  # fmt: skip
     result = await anyio.run_process(argv, check=False, env=_env(tmp_path))
     stdout, stderr = result.stdout.decode(), result.stderr.decode()
@@ -99,7 +104,9 @@ async def test_two_processes_drain_the_queue_into_one_summary(
     assert summary["processes"] == 2
     assert summary["exit_codes"] == [0, 0]
     handled = [line.split() for line in done_log.read_text().splitlines()]
-    assert {message_id for _, message_id in handled} == set(sent)
+    assert {message_id for _, message_id, _ in handled} == set(sent)
+    # every handler ran on the event loop asked for
+    assert {loop.split(".")[0] for _, _, loop in handled} == {event_loop}
     assert summary["succeeded"] == len(handled) >= 200
     assert summary["deleted"] == summary["succeeded"]
     assert summary["received"] >= 200
