@@ -13,7 +13,8 @@ for the client the run creates anyway, so nothing is configured twice:
   into botocore's own SSL context factory (``botocore.httpsession.create_urllib3_context``);
 - connection limit: the client's ``max_pool_connections`` (requests beyond it wait, as on the
   sdk path: size it to receivers + in-flight);
-- a User-Agent naming asyncloop, the transport and botocore's version.
+- a User-Agent naming asyncloop, the transport and botocore's version, and
+  ``Accept-Encoding: identity`` (aiobotocore's, botocore#1255): bodies are read raw.
 
 Not carried over: HTTP(S) proxies (``HTTPS_PROXY``, ``proxies`` in the client config) and
 client certificates; `HttpSettings.from_client` refuses a client configured with them, so such
@@ -120,6 +121,11 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
 
 def open_session(settings: HttpSettings) -> aiohttp.ClientSession:
     """A session for one service; the caller closes it (``await session.close()``)."""
+    # Answers as they are, as aiobotocore asks (botocore#1255): the body is read raw
+    # (auto_decompress off), so a compressed answer would not parse
+    headers = {"Accept-Encoding": "identity"}
+    if settings.user_agent:
+        headers["User-Agent"] = settings.user_agent
     connector = aiohttp.TCPConnector(
         limit=settings.pool_size,
         # aiobotocore's keep-alive (its DEFAULT_KEEPALIVE_TIMEOUT): fewer reconnects per call
@@ -131,7 +137,7 @@ def open_session(settings: HttpSettings) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
         ),
-        headers={"User-Agent": settings.user_agent} if settings.user_agent else None,
+        headers=headers,
         # The request's Content-Type is set (and signed) by the caller, never guessed
         skip_auto_headers=("Content-Type",),
         auto_decompress=False,
