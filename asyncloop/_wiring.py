@@ -133,8 +133,7 @@ async def open_wiring(
         queue: Queue = control
         invoker: LambdaInvoker = sdk_invoker
         if aws.transport == "lean":
-            # Imported here: the lean transport loads aiohttp, which a handler-only user
-            # on the sdk transport never needs
+            # Imported here: a run on the sdk transport never loads the lean modules
             from ._lean.transport import LeanTransport
 
             lean = await stack.enter_async_context(LeanTransport.from_clients(clients))

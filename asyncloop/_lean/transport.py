@@ -1,7 +1,7 @@
 """`LeanTransport`: the lean SQS queue and Lambda invoker, built from the run's SDK clients.
 
 Why: the wiring needs one object with a lifetime (an async context manager) that owns the
-HTTP sessions and hands out `LeanQueue`s and a `LeanInvoker`; everything it needs to know
+HTTP pools and hands out `LeanQueue`s and a `LeanInvoker`; everything it needs to know
 (credentials, region, endpoints, timeouts, CA bundle, pool size, attempt cap) comes from the
 aiobotocore clients the run creates anyway for its control-plane calls::
 
@@ -30,10 +30,10 @@ __all__ = ("LeanTransport",)
 
 
 class LeanTransport:
-    """Owns one HTTP session per service; the SDK clients stay the caller's (open them first).
+    """Owns one HTTP pool per service; the SDK clients stay the caller's (open them first).
 
     Entered once; `queue` and `invoker` are valid while it is open. Closing it closes the
-    sessions, not the clients.
+    pools, not the clients.
     """
 
     def __init__(self, *, sqs_client: Any, lambda_client: Any | None = None) -> None:
@@ -70,7 +70,7 @@ class LeanTransport:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the sessions; idempotent."""
+        """Close the pools; idempotent."""
         self._state = "closed"
         await self._sqs.aclose()
         if self._lambda is not None:
