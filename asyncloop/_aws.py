@@ -11,23 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from ._config import AwsConfig
 from ._error_table import map_errors
-from ._exceptions import (
-    ClosedError,
-    ConfigError,
-)
+from ._exceptions import ConfigError
+from ._lifetime import OpenOnce
 from ._limits import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME, InvocationType
 from ._types import BatchEntryFailure, InvokeResult, Message
 from ._validate import check_entries, check_int, check_range, validate_queue_url
-
-if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Self
 
 __all__ = (
     "AioLambdaInvoker",
@@ -37,7 +31,7 @@ __all__ = (
 )
 
 
-class AwsClients:
+class AwsClients(OpenOnce):
     """aioboto3 clients created once and closed together: ``async with AwsClients(...) as aws``.
 
     `sqs` and `lambda_` are created on entry; `client(name)` creates any other service's client
@@ -58,7 +52,6 @@ class AwsClients:
         self._session: Any = None
         self._botocore_config: Any = None
         self._lock: anyio.Lock | None = None
-        self._closed = False
 
     @property
     def config(self) -> AwsConfig:
@@ -90,9 +83,7 @@ class AwsClients:
                 await self._create(service)
             return self._clients[service]
 
-    async def __aenter__(self) -> Self:
-        if self._stack is not None or self._closed:
-            raise RuntimeError("AwsClients can be entered only once")
+    async def _open(self) -> None:
         # Imported here, not at module level: aioboto3 costs about 250 ms to import (once)
         import aioboto3
         from aiobotocore.config import AioConfig
@@ -108,27 +99,12 @@ class AwsClients:
         self._session = aioboto3.Session(region_name=cfg.region)
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
-        try:
-            await self._create("sqs")
-            await self._create("lambda")
-        except BaseException:
-            # Close what was opened, then let the error (or the cancellation) go on
-            await self.aclose()
-            raise
-        return self
+        await self._create("sqs")
+        await self._create("lambda")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close every client; idempotent. Shielded so a cancel doesn't leak connections."""
+    async def _close(self) -> None:
+        # Shielded so a cancel doesn't leak connections
         stack, self._stack = self._stack, None
-        self._closed = True
         self._clients.clear()
         if stack is not None:
             with anyio.move_on_after(10, shield=True):
@@ -144,12 +120,6 @@ class AwsClients:
         )
         with map_errors(f"CreateClient({service})"):
             self._clients[service] = await self._stack.enter_async_context(creator)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("AwsClients is closed")
-        if self._stack is None:
-            raise RuntimeError("AwsClients is not open: use `async with AwsClients(...)`")
 
     def _get(self, service: str) -> Any:
         self._check_open()

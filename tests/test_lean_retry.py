@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from asyncloop._lean.retry import Reply, Retrier
+from asyncloop._lean.answer import Reply
+from asyncloop._lean.pool import ConnectError
+from asyncloop._lean.retry import Retrier
 
 pytestmark = pytest.mark.anyio
 
@@ -87,14 +88,14 @@ async def test_a_client_error_is_not_retried() -> None:
 
 async def test_attempts_are_capped_and_network_failures_become_botocores() -> None:
     # GIVEN a connection that is refused every time
-    refused = aiohttp.ClientConnectionError("refused")
+    refused = ConnectError("refused")
     script = _Script(refused, refused, refused)
     # WHEN the call runs with 2 attempts
     with pytest.raises(EndpointConnectionError) as caught:
         await _retrier(script, max_attempts=2).run(
             "ReceiveMessage", script.send, _parse, endpoint_url="u"
         )
-    # THEN it stopped after 2, raising what aiobotocore raises, the aiohttp error as its cause
+    # THEN it stopped after 2, raising what aiobotocore raises, the pool's error as its cause
     assert script.calls == 2
     assert caught.value.__cause__ is refused
 
@@ -111,3 +112,43 @@ async def test_the_quota_stops_retries_when_spent() -> None:
     reply, _ = await retrier.run("ReceiveMessage", script.send, _parse, endpoint_url="u")
     # THEN it is not retried
     assert (reply.status_code, script.calls - calls) == (503, 1)
+
+
+async def test_a_first_attempt_made_by_the_caller_counts_as_one() -> None:
+    # GIVEN a first attempt the caller made, answered 503, then a script of one more 503
+    script = _Script(_error(503, "ServiceUnavailable"))
+    retrier = _retrier(script, max_attempts=2)
+    # WHEN the retrier takes over with that outcome
+    reply, parsed = await retrier.run(
+        "ReceiveMessage",
+        script.send,
+        _parse,
+        endpoint_url="u",
+        first=_error(503, "ServiceUnavailable"),
+    )
+    # THEN it sent only the retry: two attempts in all, the last error returned
+    assert (reply.status_code, script.calls, len(script.sleeps)) == (503, 1, 1)
+    assert parsed == {"Error": {"Code": "ServiceUnavailable"}}
+
+
+async def test_a_first_exception_that_is_no_network_failure_is_raised_as_it_is() -> None:
+    script = _Script()
+    bug = KeyError("not a network failure")
+    # WHEN the first attempt raised something else THEN it is raised, never retried
+    with pytest.raises(KeyError) as caught:
+        await _retrier(script).run(
+            "ReceiveMessage", script.send, _parse, endpoint_url="u", first=bug
+        )
+    assert (caught.value, script.calls) == (bug, 0)
+
+
+async def test_a_success_pays_the_quota_back_only_when_it_is_not_full() -> None:
+    # GIVEN a retrier whose quota lost 5 tokens to one retry
+    script = _Script(_error(503, "ServiceUnavailable"), _error(503, "ServiceUnavailable"))
+    retrier = _retrier(script, max_attempts=2)
+    await retrier.run("ReceiveMessage", script.send, _parse, endpoint_url="u")
+    assert retrier.available_quota == 495
+    # WHEN six first attempts succeed THEN each pays 1 back, up to the 500 it holds at most
+    for expected in (496, 497, 498, 499, 500, 500):
+        retrier.succeeded(Reply(200))
+        assert retrier.available_quota == expected

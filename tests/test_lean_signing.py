@@ -385,3 +385,39 @@ async def test_the_lean_transport_signs_the_headers_botocore_signs(wire: _Wire) 
     # THEN both sign the same headers (so a header botocore sends, the lean path sends too)
     lean_names = [_signed_names(r.headers) for r in wire.received]
     assert lean_names == [_signed_names(r.headers) for r in sdk]
+
+
+@pytest.mark.parametrize("token", [None, "tok en"], ids=["keys", "token"])
+def test_a_prepared_shape_signs_as_botocore_for_any_header_set(token: str | None) -> None:
+    # GIVEN headers in mixed case with runs of whitespace, one botocore never signs, and
+    # names that sort before, between and after x-amz-date and x-amz-security-token
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "  AmazonSQS.ReceiveMessage ",
+        "x-amz-Invocation-Type": "Event",
+        "Zeta": "a   b\tc",
+        "User-Agent": "not signed",
+    }
+    keys = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    lean = SigV4Signer(service="sqs", region=REGION)
+    shape = lean.shape(method="POST", host="sqs.eu-west-1.amazonaws.com", path="/", headers=headers)
+    request = AWSRequest(
+        "POST", "https://sqs.eu-west-1.amazonaws.com/", headers=dict(headers), data=b"{}"
+    )
+    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)):
+        SigV4Auth(ReadOnlyCredentials(*keys), "sqs", REGION).add_auth(request)
+    # WHEN the shape signs two bodies, the second the one botocore signed
+    shape.signature(b'{"other": 1}', Credentials(*keys), now=NOW)
+    amz_date, sent_token, authorization = shape.signature(b"{}", Credentials(*keys), now=NOW)
+    # THEN the signature is botocore's, and the fixed headers go out as given, Host first
+    assert authorization == request.headers["Authorization"]
+    assert (amz_date, sent_token) == (request.headers["X-Amz-Date"], token)
+    assert list(shape.headers) == ["Host", *headers]
+
+
+def test_a_shape_refuses_headers_set_per_request() -> None:
+    lean = SigV4Signer(service="sqs", region=REGION)
+    # WHEN a shape is given a header the signature sets THEN it is refused
+    for name in ("host", "X-Amz-Date", "Authorization", "X-Amz-Security-Token"):
+        with pytest.raises(ValueError, match="per request"):
+            lean.shape(method="POST", host="h", path="/", headers={name: "x"})

@@ -46,20 +46,35 @@ class CredentialSource:
         self._credentials: Credentials | None = None
         self._fresh_until = -math.inf
 
+    def current(self) -> Credentials | None:
+        """The keys to sign with, when they can be reused as they are; else None: `get`."""
+        cached = self._credentials
+        if cached is None or not self._refreshable:
+            return cached
+        if self._source._frozen_credentials is self._frozen and self._clock() < self._fresh_until:
+            return cached
+        return None
+
     async def get(self) -> Credentials:
         """The keys botocore would sign with now; refreshed by botocore when it is time."""
-        source = self._source
-        cached = self._credentials
+        cached = self.current()
         if cached is not None:
-            if not self._refreshable:
-                return cached
-            if source._frozen_credentials is self._frozen and self._clock() < self._fresh_until:
-                return cached
+            return cached
+        source = self._source
         if source is None:
             from botocore.exceptions import NoCredentialsError
 
             raise NoCredentialsError()
         frozen = await source.get_frozen_credentials()
+        for value in (frozen.access_key, frozen.token or ""):
+            # They go into the request's head as they are: a line break would end a header
+            if "\r" in value or "\n" in value:
+                from botocore.exceptions import CredentialRetrievalError
+
+                raise CredentialRetrievalError(
+                    provider=type(source).__name__,
+                    error_msg="the access key or session token contains a line break",
+                )
         self._credentials = Credentials(frozen.access_key, frozen.secret_key, frozen.token)
         if self._refreshable:
             self._frozen = frozen

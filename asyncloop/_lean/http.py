@@ -1,19 +1,18 @@
-"""The lean transport's HTTP: one aiohttp session per service, configured as aiobotocore's.
+"""The lean transport's HTTP settings: taken from the aiobotocore client the run creates anyway.
 
-Why: aiobotocore spends about 860 us of CPU per Lambda Invoke and 1,100 us per SQS call here,
-while a plain aiohttp POST to a local endpoint costs about 67 us. The session is what stays
-of that: aiohttp (already installed through aiobotocore), with the settings botocore resolved
-for the client the run creates anyway, so nothing is configured twice:
+Each service's `HttpPool` (``pool.py``) connects as aiobotocore's ``AIOHTTPSession`` would for
+that client, with the settings botocore resolved, so nothing is configured twice:
 
-- timeouts: ``sock_connect`` / ``sock_read`` from the client's ``connect_timeout`` /
-  ``read_timeout`` (as aiobotocore's ``AIOHTTPSession`` sets them); a long poll's read timeout
-  is raised above its wait by the caller;
+- timeouts: ``connect_timeout`` / ``read_timeout`` from the client's config (the pool applies
+  them as aiobotocore's ``sock_connect`` / ``sock_read``); a long poll's read timeout is
+  raised above its wait by the caller;
 - TLS: verification on unless the client was built with ``verify=False``; the CA bundle the
   client resolved (``AWS_CA_BUNDLE``, ``ca_bundle`` in the profile, ``verify=path``) loaded
   into botocore's own SSL context factory (``botocore.httpsession.create_urllib3_context``);
 - connection limit: the client's ``max_pool_connections`` (requests beyond it wait, as on the
   sdk path: size it to receivers + in-flight);
-- a User-Agent naming asyncloop, the transport and botocore's version.
+- a User-Agent naming asyncloop, the transport and botocore's version, and
+  ``Accept-Encoding: identity`` (aiobotocore's, botocore#1255): bodies are read raw.
 
 Not carried over: HTTP(S) proxies (``HTTPS_PROXY``, ``proxies`` in the client config) and
 client certificates; `HttpSettings.from_client` refuses a client configured with them, so such
@@ -26,16 +25,14 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from .._exceptions import ConfigError
 from .._validate import check_range
 
-__all__ = ("HttpSettings", "open_session", "user_agent")
+__all__ = ("HttpSettings", "ssl_context", "user_agent")
 
 
 def user_agent() -> str:
-    """``asyncloop/<version> (lean) botocore/<version> aiohttp/<version> Python/<version>``."""
+    """``asyncloop/<version> (lean) botocore/<version> Python/<version>``."""
     import platform
 
     import botocore
@@ -44,13 +41,13 @@ def user_agent() -> str:
 
     return (
         f"asyncloop/{__version__} (lean) botocore/{botocore.__version__} "
-        f"aiohttp/{aiohttp.__version__} Python/{platform.python_version()}"
+        f"Python/{platform.python_version()}"
     )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpSettings:
-    """How one service's session connects.
+    """How one service's connections are made.
 
     `connect_timeout` (seconds, 0.1..120) and `read_timeout` (seconds, 1..1000) bound opening
     a connection and each read; `pool_size` (1..10000) caps the open connections; `verify` is
@@ -103,36 +100,22 @@ class HttpSettings:
         )
 
 
-def _ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
-    if verify is False:
-        return False
+def ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """The SSL context for `verify`: botocore's, with its CA bundle; no checks when False."""
     from botocore.httpsession import create_urllib3_context, get_cert_path
 
     context: ssl.SSLContext = create_urllib3_context()
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
     # botocore's default bundle (certifi, when installed) or the configured path
     ca_certs = get_cert_path(verify)
     if ca_certs:
         context.load_verify_locations(ca_certs, None, None)
     else:
         context.load_default_certs()
+    # botocore's factory leaves the name check to urllib3, which matches the certificate to
+    # the host itself; asyncio's TLS does it only when the context asks
+    context.check_hostname = True
     return context
-
-
-def open_session(settings: HttpSettings) -> aiohttp.ClientSession:
-    """A session for one service; the caller closes it (``await session.close()``)."""
-    connector = aiohttp.TCPConnector(
-        limit=settings.pool_size,
-        # aiobotocore's keep-alive (its DEFAULT_KEEPALIVE_TIMEOUT): fewer reconnects per call
-        keepalive_timeout=12,
-        ssl=_ssl_context(settings.verify),
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-        ),
-        headers={"User-Agent": settings.user_agent} if settings.user_agent else None,
-        # The request's Content-Type is set (and signed) by the caller, never guessed
-        skip_auto_headers=("Content-Type",),
-        auto_decompress=False,
-    )

@@ -17,7 +17,7 @@ from typing import Final
 
 from .._limits import InvocationType
 from .._types import InvokeResult
-from .service import ServiceChannel
+from .service import Prepared, ServiceChannel
 
 __all__ = ("LeanInvoker", "invoke_path")
 
@@ -36,7 +36,7 @@ class LeanInvoker:
 
     def __init__(self, channel: ServiceChannel) -> None:
         self._channel = channel
-        self._paths: dict[str, str] = {}
+        self._prepared: dict[tuple[str, str], Prepared] = {}
 
     def __repr__(self) -> str:
         return f"LeanInvoker(endpoint_url={self._channel.endpoint_url!r})"
@@ -55,21 +55,20 @@ class LeanInvoker:
                 f"invocation_type must be one of {', '.join(_INVOCATION_TYPES)}, "
                 f"got {invocation_type!r}"
             )
-        path = self._paths.get(function_name)
-        if path is None:
+        key = (function_name, invocation_type)
+        prepared = self._prepared.get(key)
+        if prepared is None:
             # A consumer invokes one function or a few: the cache stays small
-            if len(self._paths) >= 64:
-                self._paths.clear()
-            path = self._paths[function_name] = invoke_path(function_name)
+            if len(self._prepared) >= 64:
+                self._prepared.clear()
+            prepared = self._prepared[key] = self._channel.prepare(
+                invoke_path(function_name), {"X-Amz-Invocation-Type": invocation_type}
+            )
         reply = await self._channel.call(
-            "Invoke",
-            path=path,
-            headers={"X-Amz-Invocation-Type": invocation_type},
-            body=bytes(payload),
-            function_name=function_name,
+            "Invoke", prepared, bytes(payload), function_name=function_name
         )
         return InvokeResult(
             status_code=reply.status_code,
-            function_error=reply.headers.get("X-Amz-Function-Error"),
+            function_error=reply.headers.get("x-amz-function-error"),
             payload=reply.body,
         )

@@ -12,65 +12,51 @@ from ``botocore.retries.standard``, fed the same `RetryContext` botocore builds:
 - ``RetryQuotaChecker(RetryQuota())``: one 500-token quota per service and transport
   (as per client in botocore), 5 per retry, 10 per timeout, paid back on success.
 
-The loop costs nothing on a first-attempt success but one ``release_retry_quota`` call.
-aiohttp's exceptions are turned into the botocore exceptions aiobotocore raises for the same
-failure, so the checkers (and later `asyncloop._error_table.map_errors`) see what they see on
-the sdk path.
+A first attempt that succeeds never enters the loop: the caller makes it and tells the
+retrier (`succeeded`: botocore's after-call quota payback); any other outcome is handed to
+`run` as its first attempt. The
+HTTP pool's exceptions are turned into the botocore exceptions aiobotocore raises for the
+same failure, so the checkers (and later `asyncloop._error_table.map_errors`) see what they
+see on the sdk path.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-import aiohttp
 import anyio
 
-__all__ = ("DEFAULT_MAX_ATTEMPTS", "Reply", "Retrier", "as_botocore_error")
+from .answer import ProtocolError, Reply
+from .pool import ConnectError, ConnectTimeout, Disconnected, ReadTimeout, TlsError
+
+__all__ = ("DEFAULT_MAX_ATTEMPTS", "Retrier", "as_botocore_error")
 
 DEFAULT_MAX_ATTEMPTS: Final = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One HTTP answer, read in full: the status, the headers (lower-case names), the body."""
-
-    status_code: int
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
+# As aiobotocore's httpsession.AIOHTTPSession.send maps aiohttp's: a refused or unresolvable
+# endpoint, a connection closed early or a garbled answer, the two timeouts, TLS
+_BOTOCORE_ERRORS: Final[tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...]] = (
+    (ConnectError, "EndpointConnectionError"),
+    ((Disconnected, ProtocolError), "ConnectionClosedError"),
+    (ConnectTimeout, "ConnectTimeoutError"),
+    (ReadTimeout, "ReadTimeoutError"),
+    (TlsError, "SSLError"),
+)
 
 
 def as_botocore_error(exc: BaseException, endpoint_url: str) -> Exception | None:
-    """The botocore exception aiobotocore raises for an aiohttp or timeout failure, or None."""
-    import socket
-
-    from aiohttp import http_exceptions
+    """The botocore exception aiobotocore raises for the same network failure, or None."""
     from botocore import exceptions as bce
 
-    # aiobotocore's own mapping (httpsession.AIOHTTPSession.send), in the same order
-    error: Exception | None = None
-    closed = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)
-    if isinstance(exc, aiohttp.ClientSSLError):
-        error = bce.SSLError(endpoint_url=endpoint_url, error=exc)
-    elif isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
-        error = bce.ProxyConnectionError(proxy_url="", error=exc)
-    elif isinstance(exc, (*closed, http_exceptions.BadStatusLine)):
-        error = bce.ConnectionClosedError(endpoint_url=endpoint_url, error=exc)
-    elif isinstance(exc, aiohttp.ServerTimeoutError):
-        if str(exc).lower().startswith("connect"):
-            error = bce.ConnectTimeoutError(endpoint_url=endpoint_url, error=exc)
-        else:
-            error = bce.ReadTimeoutError(endpoint_url=endpoint_url, error=exc)
-    elif isinstance(exc, aiohttp.ClientConnectionError | socket.gaierror):
-        error = bce.EndpointConnectionError(endpoint_url=endpoint_url, error=exc)
-    elif isinstance(exc, TimeoutError):
-        error = bce.ReadTimeoutError(endpoint_url=endpoint_url, error=exc)
-    # aiobotocore wraps any other exception; here only network ones, so a bug is not retried
-    elif isinstance(exc, aiohttp.ClientError | OSError):
-        error = bce.HTTPClientError(error=exc)
-    return error
+    for kinds, name in _BOTOCORE_ERRORS:
+        if isinstance(exc, kinds):
+            error: Exception = getattr(bce, name)(endpoint_url=endpoint_url, error=exc)
+            return error
+    # Anything else is not a network failure (a bug is not retried)
+    return None
 
 
 class Retrier:
@@ -112,6 +98,10 @@ class Retrier:
         """Tokens left in the retry quota (500 when nothing failed lately)."""
         return int(self._quota_state.available_capacity)
 
+    def succeeded(self, reply: Reply) -> None:
+        """A first attempt succeeded: botocore's after-call hook pays the quota back."""
+        self._quota.release_retry_quota({}, reply)
+
     async def run(
         self,
         operation: str,
@@ -119,28 +109,38 @@ class Retrier:
         parse_error: Callable[[Reply], Awaitable[Mapping[str, Any]]],
         *,
         endpoint_url: str,
+        first: Reply | Exception | None = None,
     ) -> tuple[Reply, Mapping[str, Any] | None]:
         """Attempt `send` until it succeeds or botocore's policy says stop.
 
-        Returns the successful reply and None, or the last error reply and its parsed form
+        `first` is the first attempt's outcome when the caller made it (a reply or the
+        exception it raised): then `send` makes the retries only. Returns the successful
+        reply and None, or the last error reply and its parsed form
         (``{"Error": {"Code": ...}}``, from `parse_error`) for the caller to raise; re-raises
-        the last transport failure as its botocore exception (the aiohttp one as its cause).
+        the last network failure as its botocore exception (the pool's one as its cause) and
+        any other exception as it is.
         """
         context: dict[str, Any] = {}
         model = None
         attempt = 1
+        outcome = first
         while True:
+            if outcome is None:
+                try:
+                    outcome = await send()
+                except Exception as exc:
+                    outcome = exc
             reply: Reply | None = None
             parsed: Mapping[str, Any] | None = None
             caught: Exception | None = None
-            cause: BaseException | None = None
-            try:
-                reply = await send()
-            except Exception as exc:
-                mapped = as_botocore_error(exc, endpoint_url)
+            cause: Exception | None = None
+            if isinstance(outcome, Reply):
+                reply = outcome
+            else:
+                mapped = as_botocore_error(outcome, endpoint_url)
                 if mapped is None:
-                    raise
-                caught, cause = mapped, exc
+                    raise outcome
+                caught, cause = mapped, outcome
             if reply is not None and reply.status_code < 300:
                 # botocore's after-call hook: pays the quota back
                 self._quota.release_retry_quota(context, reply)
@@ -162,6 +162,7 @@ class Retrier:
             ):
                 await self._sleep(self._backoff.delay_amount(retry_context))
                 attempt += 1
+                outcome = None
                 continue
             if caught is not None:
                 raise caught from cause

@@ -17,7 +17,8 @@ encoding), as the Java and .NET SDKs do; botocore 1.40 checks neither. A mismatc
 whole receive with a retryable `TransportError` (code ``MD5OfBodyMismatch`` /
 ``MD5OfMessageAttributesMismatch``): nothing is handed on or deleted, so the messages come
 back after their visibility timeout (and go to the DLQ if the corruption persists).
-Batch rules are enforced before sending exactly as `SqsQueue` enforces them.
+Batch rules are enforced before sending exactly as `SqsQueue` enforces them. A receive's
+body depends only on its parameters: it is checked and encoded once per parameter set.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-import aiohttp
 import anyio
 
 from .._aws import batch_failures as _failures
@@ -40,7 +40,7 @@ from .._types import BatchEntryFailure, Message
 from .._validate import check_entries as _check_entries
 from .._validate import check_int as _check_int
 from .._validate import validate_queue_url
-from .service import ServiceChannel
+from .service import Prepared, ServiceChannel
 
 __all__ = ("LeanQueue", "message_attributes_md5")
 
@@ -56,6 +56,9 @@ _ATTRIBUTE_VALUE_KEYS: Final = (
 _LONG_POLL_MARGIN: Final = 10.0
 # One encoder: json.dumps with any option builds a new JSONEncoder per call (0.6 us)
 _ENCODE: Final = json.JSONEncoder(separators=(",", ":")).encode
+_OPERATIONS: Final = ("ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibilityBatch")
+# A consumer receives with a few parameter sets (the batch it has room for, its wait)
+_MAX_CACHED_BODIES: Final = 64
 
 
 def _headers(operation: str) -> dict[str, str]:
@@ -116,7 +119,11 @@ class LeanQueue:
     def __init__(self, channel: ServiceChannel, queue_url: str) -> None:
         self._channel = channel
         self._queue_url = validate_queue_url(queue_url)
-        self._poll_timeouts: dict[int, aiohttp.ClientTimeout] = {}
+        self._prepared: dict[str, Prepared] = {
+            operation: channel.prepare("/", _headers(operation)) for operation in _OPERATIONS
+        }
+        # (max_messages, wait_time_seconds, visibility_timeout) -> the encoded request
+        self._receive_bodies: dict[tuple[int, int, int | None], bytes] = {}
 
     @property
     def queue_url(self) -> str:
@@ -125,35 +132,40 @@ class LeanQueue:
     def __repr__(self) -> str:
         return f"LeanQueue(queue_url={self._queue_url!r})"
 
-    def _poll_timeout(self, wait_time_seconds: int) -> aiohttp.ClientTimeout | None:
-        settings = self._channel.settings
-        if settings.read_timeout > wait_time_seconds + _LONG_POLL_MARGIN:
+    def _poll_timeout(self, wait_time_seconds: int) -> float | None:
+        # A long poll's read lasts its wait: give it that plus a margin when the client's is
+        # shorter
+        if self._channel.settings.read_timeout > wait_time_seconds + _LONG_POLL_MARGIN:
             return None
-        timeout = self._poll_timeouts.get(wait_time_seconds)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=settings.connect_timeout,
-                sock_read=wait_time_seconds + _LONG_POLL_MARGIN,
-            )
-            self._poll_timeouts[wait_time_seconds] = timeout
-        return timeout
+        return wait_time_seconds + _LONG_POLL_MARGIN
 
-    async def _call(
-        self,
-        operation: str,
-        request: Mapping[str, Any],
-        read_timeout: aiohttp.ClientTimeout | None = None,
-    ) -> Any:
+    async def _call(self, operation: str, body: bytes, read_timeout: float | None = None) -> Any:
         reply = await self._channel.call(
             operation,
-            path="/",
-            headers=_headers(operation),
-            body=_ENCODE(request).encode(),
+            self._prepared[operation],
+            body,
             read_timeout=read_timeout,
             queue_url=self._queue_url,
         )
         return json.loads(reply.body) if reply.body else {}
+
+    def _receive_body(
+        self, max_messages: int, wait_time_seconds: int, visibility_timeout: int | None
+    ) -> bytes:
+        key = (max_messages, wait_time_seconds, visibility_timeout)
+        body = self._receive_bodies.get(key)
+        if body is None:
+            # Checked (and encoded) once per parameter set
+            request = receive_request(
+                self._queue_url,
+                max_messages=max_messages,
+                wait_time_seconds=wait_time_seconds,
+                visibility_timeout=visibility_timeout,
+            )
+            if len(self._receive_bodies) >= _MAX_CACHED_BODIES:
+                self._receive_bodies.clear()
+            body = self._receive_bodies[key] = _ENCODE(request).encode()
+        return body
 
     async def receive(
         self,
@@ -163,14 +175,8 @@ class LeanQueue:
         visibility_timeout: int | None = None,
     ) -> list[Message]:
         """ReceiveMessage with every system and message attribute, MD5s checked."""
-        request = receive_request(
-            self._queue_url,
-            max_messages=max_messages,
-            wait_time_seconds=wait_time_seconds,
-            visibility_timeout=visibility_timeout,
-        )
-        poll_timeout = self._poll_timeout(wait_time_seconds)
-        response = await self._call("ReceiveMessage", request, poll_timeout)
+        body = self._receive_body(max_messages, wait_time_seconds, visibility_timeout)
+        response = await self._call("ReceiveMessage", body, self._poll_timeout(wait_time_seconds))
         received_at = anyio.current_time()
         messages = []
         for m in response.get("Messages") or ():
@@ -219,13 +225,11 @@ class LeanQueue:
     async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> list[BatchEntryFailure]:
         """DeleteMessageBatch of ``(entry_id, receipt_handle)``; returns the entries that failed."""
         _check_entries("DeleteMessageBatch", [entry_id for entry_id, _ in entries])
-        response = await self._call(
-            "DeleteMessageBatch",
-            {
-                "QueueUrl": self._queue_url,
-                "Entries": [{"Id": i, "ReceiptHandle": handle} for i, handle in entries],
-            },
-        )
+        request = {
+            "QueueUrl": self._queue_url,
+            "Entries": [{"Id": i, "ReceiptHandle": handle} for i, handle in entries],
+        }
+        response = await self._call("DeleteMessageBatch", _ENCODE(request).encode())
         return _failures(response)
 
     async def change_visibility_batch(
@@ -235,14 +239,12 @@ class LeanQueue:
         _check_entries("ChangeMessageVisibilityBatch", [entry_id for entry_id, _, _ in entries])
         for _, _, timeout in entries:
             _check_int("visibility timeout", timeout, 0, MAX_VISIBILITY)
-        response = await self._call(
-            "ChangeMessageVisibilityBatch",
-            {
-                "QueueUrl": self._queue_url,
-                "Entries": [
-                    {"Id": i, "ReceiptHandle": handle, "VisibilityTimeout": timeout}
-                    for i, handle, timeout in entries
-                ],
-            },
-        )
+        request = {
+            "QueueUrl": self._queue_url,
+            "Entries": [
+                {"Id": i, "ReceiptHandle": handle, "VisibilityTimeout": timeout}
+                for i, handle, timeout in entries
+            ],
+        }
+        response = await self._call("ChangeMessageVisibilityBatch", _ENCODE(request).encode())
         return _failures(response)

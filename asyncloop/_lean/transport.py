@@ -1,7 +1,7 @@
 """`LeanTransport`: the lean SQS queue and Lambda invoker, built from the run's SDK clients.
 
 Why: the wiring needs one object with a lifetime (an async context manager) that owns the
-HTTP sessions and hands out `LeanQueue`s and a `LeanInvoker`; everything it needs to know
+HTTP pools and hands out `LeanQueue`s and a `LeanInvoker`; everything it needs to know
 (credentials, region, endpoints, timeouts, CA bundle, pool size, attempt cap) comes from the
 aiobotocore clients the run creates anyway for its control-plane calls::
 
@@ -15,72 +15,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ClosedError
+from .._lifetime import OpenOnce
 from .lambda_ import LeanInvoker
 from .service import ServiceChannel
 from .sqs import LeanQueue
 
 if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Self
-
     from .._aws import AwsClients
 
 __all__ = ("LeanTransport",)
 
 
-class LeanTransport:
-    """Owns one HTTP session per service; the SDK clients stay the caller's (open them first).
+class LeanTransport(OpenOnce):
+    """Owns one HTTP pool per service; the SDK clients stay the caller's (open them first).
 
     Entered once; `queue` and `invoker` are valid while it is open. Closing it closes the
-    sessions, not the clients.
+    pools, not the clients.
     """
 
     def __init__(self, *, sqs_client: Any, lambda_client: Any | None = None) -> None:
         self._sqs = ServiceChannel(sqs_client)
         self._lambda = ServiceChannel(lambda_client) if lambda_client is not None else None
-        self._state = "new"
 
     @classmethod
     def from_clients(cls, aws: AwsClients) -> LeanTransport:
         """A transport over `aws`'s SQS and Lambda clients (`aws` must be open)."""
         return cls(sqs_client=aws.sqs, lambda_client=aws.lambda_)
 
-    async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise RuntimeError("LeanTransport can be entered only once")
-        self._state = "open"
-        try:
-            # The endpoint botocore resolves for these calls (QueueUrl / FunctionName play no
-            # part in SQS's and Lambda's endpoint rules)
-            await self._sqs.open("ReceiveMessage", {"QueueUrl": "https://example/0/q"})
-            if self._lambda is not None:
-                await self._lambda.open("Invoke", {"FunctionName": "f"})
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
+    async def _open(self) -> None:
+        # The endpoint botocore resolves for these calls (QueueUrl / FunctionName play no
+        # part in SQS's and Lambda's endpoint rules)
+        await self._sqs.open("ReceiveMessage", {"QueueUrl": "https://example/0/q"})
+        if self._lambda is not None:
+            await self._lambda.open("Invoke", {"FunctionName": "f"})
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the sessions; idempotent."""
-        self._state = "closed"
+    async def _close(self) -> None:
         await self._sqs.aclose()
         if self._lambda is not None:
             await self._lambda.aclose()
-
-    def _check_open(self) -> None:
-        if self._state == "closed":
-            raise ClosedError("LeanTransport is closed")
-        if self._state != "open":
-            raise RuntimeError("LeanTransport is not open: use `async with`")
 
     def queue(self, queue_url: str) -> LeanQueue:
         """The `Queue` protocol for `queue_url`."""

@@ -4,12 +4,15 @@
         [--gc-freeze]
 
 - signing: us per signature (median of 5 x 3,000): botocore ``SigV4Auth``, botocore's CRT
-  signer and raw ``awscrt`` when ``awscrt`` is installed, the lean signer;
+  signer and raw ``awscrt`` when ``awscrt`` is installed, the lean signer for one request
+  (``sign``) and for a request shape prepared once (``SigningShape.signature``, what the
+  lean transport does per request);
 - Invoke: `--invokes` Event invokes at concurrency 32 against `LambdaServer` (run on its own
   thread and event loop, so its CPU is not counted), us of the client thread's CPU
   (``time.thread_time``) per call; the floor row is a plain, unsigned aiohttp POST of the
-  same request to the same endpoint (a default ``ClientSession``, reading the body), the cost
-  of the HTTP alone;
+  same request to the same endpoint (a default aiohttp ``ClientSession``, reading the body),
+  what the HTTP costs through aiohttp (the lean transport has its own HTTP/1.1 pool, so it
+  can cost less than this floor);
 - SQS: `--batches` receive(10) + delete_batch(10) pairs against fauxqs (a Node process),
   us per SQS call.
 Each figure is the median of `--repeats`; floor, sdk and lean alternate within a repeat.
@@ -54,11 +57,15 @@ def _sign_figures() -> dict[str, float]:
 
     lean = SigV4Signer(service="lambda", region=REGION)
     lean_creds = Credentials(*keys)
+    shape = lean.shape(method="POST", host=host, path=path, headers=headers)
 
     def lean_v4() -> None:
         lean.sign(
             method="POST", host=host, path=path, headers=headers, body=body, credentials=lean_creds
         )
+
+    def lean_shape() -> None:
+        shape.signature(body, lean_creds)
 
     candidates: dict[str, Callable[[], None]] = {"botocore SigV4Auth": botocore_v4}
     try:
@@ -94,7 +101,8 @@ def _sign_figures() -> dict[str, float]:
         candidates["awscrt aws_sign_request"] = raw_crt
     except ImportError:
         pass
-    candidates["lean SigV4Signer"] = lean_v4
+    candidates["lean SigV4Signer.sign"] = lean_v4
+    candidates["lean SigningShape.signature"] = lean_shape
     figures = {}
     for name, sign in candidates.items():
         runs = []
@@ -229,7 +237,7 @@ async def _main(args: argparse.Namespace) -> None:
 
     print("signing, us per signature (median of 5):")
     for name, us in _sign_figures().items():
-        print(f"  {name:26s} {us:7.1f}")
+        print(f"  {name:30s} {us:7.1f}")
     results: dict[str, dict[str, list[float]]] = {"invoke": {}, "sqs": {}}
     with _ServerThread() as lambda_server, FauxqsServer() as fauxqs:
         async with AsyncExitStack() as stack:

@@ -183,3 +183,29 @@ async def test_transport_lean_builds_lean_objects_and_drains_50_messages(
             )
             assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
             assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+async def test_the_wiring_freezes_what_it_loaded_for_the_block_only(
+    moto_endpoint: str, make_queue: MakeQueue
+) -> None:
+    import gc
+
+    queue = await make_queue()
+    assert gc.get_freeze_count() == 0
+    # WHEN a consumer is wired
+    async with open_wiring(queue.url, handler=lambda message: None, aws=_aws(moto_endpoint)):
+        # THEN what was alive (botocore's models, the clients) is out of the collector's passes
+        frozen = gc.get_freeze_count()
+    # AND back in them once the block ends
+    assert frozen > 10_000
+    assert gc.get_freeze_count() == 0
+    # WHEN the program froze objects itself THEN the wiring leaves its choice alone: it adds
+    # none (some of the program's may die meanwhile) and unfreezes nothing
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        async with open_wiring(queue.url, handler=lambda message: None, aws=_aws(moto_endpoint)):
+            assert 0 < gc.get_freeze_count() <= mine
+        assert 0 < gc.get_freeze_count() <= mine
+    finally:
+        gc.unfreeze()
