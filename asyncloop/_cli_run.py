@@ -56,8 +56,9 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         run,
         "--transport",
         default=AwsConfig().transport,
-        help="lean (the hot calls signed and sent over aiohttp, less CPU per call) or sdk "
-        "(aiobotocore end to end: for proxies, client certificates, other retry modes)",
+        help="lean (the hot calls signed and sent on asyncloop's own HTTP/1.1 connections, "
+        "less CPU per call) or sdk (aiobotocore end to end: for proxies, client "
+        "certificates, other retry modes)",
     )
     _option(run, "--receivers", int, defaults.receivers, "concurrent long polls")
     _option(run, "--max-in-flight", int, defaults.max_in_flight, "messages held at once")

@@ -276,13 +276,14 @@ class AwsConfig:
 
     transport: Transport = "lean"
     """How the consumer's hot calls (ReceiveMessage, DeleteMessageBatch,
-    ChangeMessageVisibilityBatch, Invoke) reach AWS. ``lean``: signed and sent over aiohttp
-    without botocore's per-call machinery (``asyncloop._lean``: less CPU per call, same answers
-    and errors, botocore's standard retries), on connections sized and configured like the SDK
-    clients'. ``sdk``: through aiobotocore end to end (`SqsQueue`, `AioLambdaInvoker`); the
-    lean transport refuses, with a `ConfigError` saying to use ``sdk``, what it does not do:
-    a `retry_mode` other than standard, an HTTP(S) proxy, client certificates. Control-plane
-    calls (GetQueueAttributes, GetFunction) use aiobotocore either way. Default lean."""
+    ChangeMessageVisibilityBatch, Invoke) reach AWS. ``lean``: signed and sent on asyncloop's
+    own keep-alive HTTP/1.1 connections without botocore's per-call machinery
+    (``asyncloop._lean``: less CPU per call, same answers and errors, botocore's standard
+    retries, credentials and endpoints), sized and configured like the SDK clients'. ``sdk``:
+    through aiobotocore end to end (`SqsQueue`, `AioLambdaInvoker`); the lean transport
+    refuses, with a `ConfigError` saying to use ``sdk``, what it does not do: a `retry_mode`
+    other than standard, an HTTP(S) proxy, client certificates. Control-plane calls
+    (GetQueueAttributes, GetFunction) use aiobotocore either way. Default lean."""
 
     def __post_init__(self) -> None:
         check_choice("transport", self.transport, get_args(Transport))
