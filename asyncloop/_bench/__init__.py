@@ -5,7 +5,10 @@ Layout (httpcore's scripts/benchmark, split by job):
 - `_config`: `BenchConfig`, the parameters and per-target defaults; `LatencyModel`.
 - `_workload`: the workload every contender runs (message bodies, the counting wrappers,
   the tracker that ends a run at its N-th success).
-- `_targets`: fake, moto, fauxqs, aws (and the feeder that keeps the queue's backlog).
+- `_targets/`: where the queue and function live, `make_target`: `base` (`Target`,
+  `RunEnv`), `fake`, `http` (what moto, fauxqs and aws share), `moto`, `fauxqs`, `aws`,
+  `calibration` (the SDK floor, the emulator's ceiling), `feeder` (keeps the queue's
+  backlog), `child_server` (an emulator in a child process).
 - `_baselines`: ``seed-sequential`` (a port of the seed's consumer.js) and ``naive-gather``.
 - `_runner`: warm-up, calibration, the interleaved repeats, measurement, the summary.
 - `_report`: the table, results.json (`results.schema.json`), the plot, report.md, --compare.
