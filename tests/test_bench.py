@@ -27,6 +27,7 @@ from asyncloop._bench._config import (
     parse_int_list,
     parse_names,
 )
+from asyncloop._bench._progress import Progress
 from asyncloop._bench._report import (
     format_full_table,
     format_table,
@@ -34,7 +35,7 @@ from asyncloop._bench._report import (
     validate,
     write_outputs,
 )
-from asyncloop._bench._runner import Progress, run_bench
+from asyncloop._bench._runner import run_bench
 from asyncloop._bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
 from asyncloop._cli_bench import register, run_bench_command
 from asyncloop.testing import FakeQueue

@@ -30,7 +30,8 @@ from asyncloop._bench._report import (
     recommendation_lines,
     validate,
 )
-from asyncloop._bench._runner import SCHEMA_VERSION, _messages, _predicted_msgs_s, run_bench
+from asyncloop._bench._runner import _messages, _predicted_msgs_s, run_bench
+from asyncloop._bench._summary import SCHEMA_VERSION
 from asyncloop._bench._targets import FakeTarget
 from asyncloop._bench._workload import Tracker
 from asyncloop._cli_bench import config_from_args, register

@@ -10,7 +10,11 @@ Layout (httpcore's scripts/benchmark, split by job):
   `calibration` (the SDK floor, the emulator's ceiling), `feeder` (keeps the queue's
   backlog), `child_server` (an emulator in a child process).
 - `_baselines`: ``seed-sequential`` (a port of the seed's consumer.js) and ``naive-gather``.
-- `_runner`: warm-up, calibration, the interleaved repeats, measurement, the summary.
+- `_runner`: warm-up, calibration, the interleaved repeats, the HTTP check.
+- `_measure`: one measured run (`RunResult`): its clock, CPU, calls and peak RSS.
+- `_summary`: the results document: runs summarised per setting, the recommendation record.
+- `_provenance`: the machine, the versions and the checkout's commit.
+- `_progress`: the progress bar on stderr.
 - `_report`: the table, results.json (`results.schema.json`), the plot, report.md, --compare.
 - `_server_process`: runs moto or the local Lambda endpoint in a child process.
 - `_latency_profiles`: the latency profiles (``--profile``: aws-like, zero).
@@ -29,8 +33,8 @@ from ._report import compare as compare
 from ._report import format_table as format_table
 from ._report import validate as validate
 from ._report import write_outputs as write_outputs
-from ._runner import SCHEMA_VERSION as SCHEMA_VERSION
 from ._runner import run_bench as run_bench
+from ._summary import SCHEMA_VERSION as SCHEMA_VERSION
 
 __all__ = (
     "SCHEMA_VERSION",

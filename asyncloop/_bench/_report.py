@@ -29,8 +29,8 @@ __all__ = (
 )
 
 SCHEMA_PATH: Final = Path(__file__).with_name("results.schema.json")
-# Kept equal to asyncloop._bench._runner.SCHEMA_VERSION (a test checks it); not imported from
-# there, so reading results does not import the runner and the library.
+# Kept equal to asyncloop._bench._summary.SCHEMA_VERSION (a test checks it); not imported from
+# there, so reading results does not import the library.
 SCHEMA_VERSION: Final = 2
 # The short table and its notes fit a terminal this wide.
 _WIDTH: Final = 120
