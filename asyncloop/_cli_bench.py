@@ -226,7 +226,8 @@ def _check_aws(config: BenchConfig, stdin: TextIO, stderr: TextIO) -> str | None
 
 
 def _compare(paths: list[str], *, force: bool) -> int:
-    from asyncloop._bench._report import compare, load_results
+    from asyncloop._bench._compare import compare
+    from asyncloop._bench._report import load_results
 
     try:
         before, after = (load_results(path) for path in paths)
@@ -305,7 +306,8 @@ def _run(config: BenchConfig, stderr: TextIO) -> dict[str, Any]:
 
 
 def _write(doc: dict[str, Any], out: Path) -> int:
-    from asyncloop._bench._report import format_table, write_outputs
+    from asyncloop._bench._report import write_outputs
+    from asyncloop._bench._tables import format_table
 
     paths = write_outputs(doc, out)
     print(format_table(doc))

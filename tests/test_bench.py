@@ -28,14 +28,9 @@ from asyncloop._bench._config import (
     parse_names,
 )
 from asyncloop._bench._progress import Progress
-from asyncloop._bench._report import (
-    format_full_table,
-    format_table,
-    load_results,
-    validate,
-    write_outputs,
-)
+from asyncloop._bench._report import load_results, validate, write_outputs
 from asyncloop._bench._runner import run_bench
+from asyncloop._bench._tables import format_full_table, format_table
 from asyncloop._bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
 from asyncloop._cli_bench import register, run_bench_command
 from asyncloop.testing import FakeQueue

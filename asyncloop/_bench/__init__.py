@@ -15,7 +15,12 @@ Layout (httpcore's scripts/benchmark, split by job):
 - `_summary`: the results document: runs summarised per setting, the recommendation record.
 - `_provenance`: the machine, the versions and the checkout's commit.
 - `_progress`: the progress bar on stderr.
-- `_report`: the table, results.json (`results.schema.json`), the plot, report.md, --compare.
+- `_report`: the outputs, results.json (`results.schema.json`), plot.png and report.md, and
+  reading results back.
+- `_tables`: the short table (the terminal's) and the full one (report.md's), with notes.
+- `_plot`: plot.png, msgs/s and p99 against max in flight.
+- `_compare`: ``--compare A.json B.json``.
+- `_format`: the tables' cells.
 - `_server_process`: runs moto or the local Lambda endpoint in a child process.
 - `_latency_profiles`: the latency profiles (``--profile``: aws-like, zero).
 - `_recommend`: the recommendation rule and the ceilings that bound a setting.
@@ -25,16 +30,16 @@ The repository's ``bench/`` holds the published results (RESULTS.md), the microb
 (``bench/micro``) and the reliability scenario (``bench/reliability.py``).
 """
 
+from ._compare import compare as compare
 from ._config import BenchConfig as BenchConfig
 from ._config import BenchError as BenchError
 from ._config import LatencyModel as LatencyModel
 from ._config import Setting as Setting
-from ._report import compare as compare
-from ._report import format_table as format_table
 from ._report import validate as validate
 from ._report import write_outputs as write_outputs
 from ._runner import run_bench as run_bench
 from ._summary import SCHEMA_VERSION as SCHEMA_VERSION
+from ._tables import format_table as format_table
 
 __all__ = (
     "SCHEMA_VERSION",

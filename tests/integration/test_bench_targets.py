@@ -17,8 +17,9 @@ import pytest
 from _moto import AdminClients
 
 from asyncloop._bench._config import BenchConfig, LatencyModel
-from asyncloop._bench._report import format_table, load_results, validate
+from asyncloop._bench._report import load_results, validate
 from asyncloop._bench._runner import run_bench
+from asyncloop._bench._tables import format_table
 from asyncloop._bench._targets import AwsTarget, Target
 from asyncloop._cli_bench import register
 from asyncloop.testing._fauxqs import node_available
