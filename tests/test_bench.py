@@ -512,7 +512,7 @@ async def test_bench_fake_queue_memory_stays_bounded() -> None:
         await queue.delete_batch([(str(i), m.receipt_handle) for i, m in enumerate(messages)])
     # THEN its visibility heap does not keep the 3,000 deleted ones until they time out
     assert len(queue) == 0
-    assert len(queue._invisible) <= 1024 + 10
+    assert queue.invisible_entries <= 1024 + 10
 
 
 def test_progress_writes_a_line_per_step_when_not_a_terminal() -> None:
