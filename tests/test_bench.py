@@ -31,7 +31,7 @@ from asyncloop._bench._progress import Progress
 from asyncloop._bench._report import load_results, validate, write_outputs
 from asyncloop._bench._runner import run_bench
 from asyncloop._bench._tables import format_full_table, format_table
-from asyncloop._bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
+from asyncloop._bench._workload import BODY_BYTES, Tracker, body
 from asyncloop._cli_bench import register, run_bench_command
 from asyncloop.testing import FakeQueue
 
@@ -503,9 +503,9 @@ async def test_naive_gather_dispatches_the_whole_batch_at_once() -> None:
 
 
 @pytest.mark.asyncio
-async def test_bench_fake_queue_memory_stays_bounded() -> None:
-    # GIVEN a queue that received and deleted many more messages than it holds
-    queue = BenchFakeQueue(visibility_timeout=60)
+async def test_the_fake_targets_queue_memory_stays_bounded() -> None:
+    # GIVEN the fake target's queue, which received and deleted many more messages than it holds
+    queue = FakeQueue(visibility_timeout=60)
     for _ in range(300):
         queue.send_many(["x"] * 10)
         messages = await queue.receive(max_messages=10, wait_time_seconds=0)

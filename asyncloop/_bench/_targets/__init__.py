@@ -1,7 +1,7 @@
 """Targets: where the benchmark's queue and function live; `make_target` picks one.
 
 ``fake`` (`fake.py`)
-    `BenchFakeQueue` and `asyncloop.testing.FakeLambda` in the bench's event loop, with the
+    `asyncloop.testing.FakeQueue` and `FakeLambda` in the bench's event loop, with the
     latency profile's figure on each call: isolates the loop's own cost.
 ``moto`` (`moto.py`)
     moto's server in a child process (`child_server.py` runs ``_server_process.py``; Lambda

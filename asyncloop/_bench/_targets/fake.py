@@ -1,4 +1,4 @@
-"""The fake target: `BenchFakeQueue` and `asyncloop.testing.FakeLambda` in the bench's event
+"""The fake target: `asyncloop.testing.FakeQueue` and `FakeLambda` in the bench's event
 loop, with the latency profile's figure on each call: isolates the loop's own cost."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from asyncloop import LambdaConfig, LambdaDispatcher
-from asyncloop.testing import FakeLambda
+from asyncloop.testing import FakeLambda, FakeQueue
 
 from .._latency_profiles import OPERATIONS
-from .._workload import BenchFakeQueue, CountingQueue, Tracker, TrackingDispatcher, body
+from .._workload import CountingQueue, Tracker, TrackingDispatcher, body
 from .base import FUNCTION_NAME, RunEnv, Target
 
 __all__ = ("FakeTarget",)
@@ -30,7 +30,7 @@ class FakeTarget(Target):
         latency = {
             op: profile.sqs(op).sampler(seed=seed) for seed, op in enumerate(OPERATIONS, start=1)
         }
-        queue = BenchFakeQueue(visibility_timeout=_FAKE_VISIBILITY_TIMEOUT, latency=latency)
+        queue = FakeQueue(visibility_timeout=_FAKE_VISIBILITY_TIMEOUT, latency=latency)
         lambda_ = FakeLambda(latency=config.invoke_model().sampler(seed=len(OPERATIONS) + 1))
         if config.delete_by == "worker":
 
