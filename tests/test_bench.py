@@ -5,7 +5,6 @@ Nothing here asserts a speed: performance is measured by `asyncloop bench`, not 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import io
@@ -16,6 +15,7 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from _bench_helpers import parse
 
 from asyncloop import DispatchError, Message, Stats
 from asyncloop._bench import _targets
@@ -32,17 +32,10 @@ from asyncloop._bench._report import load_results, validate, write_outputs
 from asyncloop._bench._runner import run_bench
 from asyncloop._bench._tables import format_full_table, format_table
 from asyncloop._bench._workload import BODY_BYTES, Tracker, body
-from asyncloop._cli_bench import register, run_bench_command
+from asyncloop._cli_bench import run_bench_command
 from asyncloop.testing import FakeQueue
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    """The CLI's parser as asyncloop._cli builds it: a `bench` subcommand from `register`."""
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["bench", *argv])
 
 
 def tiny(**overrides: Any) -> BenchConfig:

@@ -6,7 +6,6 @@ Nothing here asserts a speed: documents are built by a tiny fake sweep or by han
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import io
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _bench_helpers import parse
 
 from asyncloop._bench._compare import CompareError, compare
 from asyncloop._bench._config import BenchConfig, BenchError, LatencyModel, Setting
@@ -30,13 +30,7 @@ from asyncloop._bench._summary import SCHEMA_VERSION
 from asyncloop._bench._tables import format_table, recommendation_lines
 from asyncloop._bench._targets import FakeTarget
 from asyncloop._bench._workload import Tracker
-from asyncloop._cli_bench import config_from_args, register
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["bench", *argv])
+from asyncloop._cli_bench import config_from_args
 
 
 @pytest.fixture(scope="module")
