@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._format import fmt, grid, us_per_msg
+from ._config import TRANSPORTS
+from ._format import fmt, grid, setting_text, setting_transport, us_per_msg
 
 __all__ = ("CompareError", "compare", "differences")
 
@@ -57,17 +58,45 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return out
 
 
-def _order(key: tuple[str, dict[str, int] | None]) -> tuple[int, int, int, int, str]:
+def _order(key: tuple[str, dict[str, Any] | None]) -> tuple[int, int, int, int, str, str]:
     contender, setting = key
     # Baselines last, node-sqs-consumer's (which has a setting) too.
     if setting is None or contender != "asyncloop":
-        return (1, 0, 0, 0, contender)
-    return (0, setting["receivers"], setting["max_in_flight"], setting["batch_size"], contender)
+        return (1, 0, 0, 0, "", contender)
+    return (
+        0,
+        setting["receivers"],
+        setting["max_in_flight"],
+        setting["batch_size"],
+        setting_transport(setting),
+        contender,
+    )
+
+
+def _consumer_setting(result: dict[str, Any]) -> dict[str, Any] | None:
+    """A consumer row's setting, its transport filled in (``sdk`` in older results)."""
+    setting = result["setting"]
+    if result["contender"] != "asyncloop" or setting is None:
+        return None
+    return {**setting, "transport": setting_transport(setting)}
+
+
+def _row_key(result: dict[str, Any]) -> str:
+    """A row's identity: the contender and, for the consumer, its setting and transport."""
+    setting = _consumer_setting(result)
+    if setting is None:
+        return f"{result['contender']} {result['label']}"
+    return f"asyncloop {setting_text(setting, with_transport=True)}"
 
 
 def compare(before: dict[str, Any], after: dict[str, Any], *, force: bool = False) -> str:
     """The change per contender and setting from `before` to `after`, rows matched and sorted
-    by setting (receivers, then max in flight, then batch size; baselines last).
+    by setting (receivers, then max in flight, then batch size, then transport; baselines
+    last).
+
+    The transport is part of a consumer row's setting: a setting measured on ``sdk`` in one
+    file and ``lean`` in the other shows as two rows, ``gone`` and ``new``; labels name the
+    transport when the two files hold more than one.
 
     Raises `CompareError` when the two measured different targets, profiles or workloads,
     unless `force`.
@@ -77,12 +106,20 @@ def compare(before: dict[str, Any], after: dict[str, Any], *, force: bool = Fals
         raise CompareError(problems)
 
     def keyed(doc: dict[str, Any]) -> dict[str, tuple[tuple[str, Any], dict[str, Any]]]:
-        return {
-            f"{r['contender']} {r['label']}": ((r["contender"], r["setting"]), r)
-            for r in doc["results"]
-        }
+        return {_row_key(r): ((r["contender"], r["setting"]), r) for r in doc["results"]}
 
     old, new = keyed(before), keyed(after)
+    several = (
+        len(
+            {
+                setting_transport(r["setting"])
+                for doc in (before, after)
+                for r in doc["results"]
+                if r["contender"] == "asyncloop" and r["setting"] is not None
+            }
+        )
+        > 1
+    )
     names = sorted(set(old) | set(new), key=lambda k: _order((old.get(k) or new[k])[0]))
     headers = [
         "setting",
@@ -100,7 +137,7 @@ def compare(before: dict[str, Any], after: dict[str, Any], *, force: bool = Fals
         b = new.get(name, (None, None))[1]
         sa = a["summary"] if a else None
         sb = b["summary"] if b else None
-        label = (a or b or {})["label"]
+        label = _label(a or b or {}, with_transport=several)
         rate_a = sa["msgs_s"]["median"] if sa else None
         rate_b = sb["msgs_s"]["median"] if sb else None
         if sa is None:
@@ -127,7 +164,9 @@ def compare(before: dict[str, Any], after: dict[str, Any], *, force: bool = Fals
     if problems:
         lines += ["compared anyway (--force), although: " + "; ".join(problems), ""]
     lines += grid(headers, rows, set(range(1, len(headers))))
-    pa, pb = before["parameters"], after["parameters"]
+    # Results written before the transport was recorded swept the SDK.
+    pa = {"transport": [TRANSPORTS[0]], **before["parameters"]}
+    pb = {"transport": [TRANSPORTS[0]], **after["parameters"]}
     differ = [
         k
         for k in sorted(set(pa) | set(pb))
@@ -140,3 +179,10 @@ def compare(before: dict[str, Any], after: dict[str, Any], *, force: bool = Fals
             + ", ".join(f"{k} ({pa.get(k)!r} -> {pb.get(k)!r})" for k in differ),
         ]
     return "\n".join(lines)
+
+
+def _label(result: dict[str, Any], *, with_transport: bool) -> str:
+    setting = _consumer_setting(result)
+    if setting is None:
+        return str(result["label"])
+    return setting_text(setting, with_transport=with_transport)

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Any, Final
 
-__all__ = ("WIDTH", "fmt", "grid", "repeats_text", "us_per_msg")
+from ._config import TRANSPORTS
+
+__all__ = (
+    "WIDTH",
+    "fmt",
+    "grid",
+    "repeats_text",
+    "setting_text",
+    "setting_transport",
+    "us_per_msg",
+)
 
 # The short table and its notes fit a terminal this wide.
 WIDTH: Final = 120
@@ -37,3 +47,18 @@ def repeats_text(n: int) -> str:
 
 def us_per_msg(seconds_per_1k: float | None) -> str:
     return fmt(None if seconds_per_1k is None else seconds_per_1k * 1000, ",.0f")
+
+
+def setting_transport(setting: dict[str, Any]) -> str:
+    """A results setting's transport; ``sdk`` for one written before the bench recorded it
+    (every such run was on the SDK)."""
+    return str(setting.get("transport") or TRANSPORTS[0])
+
+
+def setting_text(setting: dict[str, Any], *, with_transport: bool) -> str:
+    """``R=8 C=256 B=10``, and its transport `with_transport` (when it has one: only the
+    consumer's settings do; a baseline's is R/C/B alone)."""
+    text = f"R={setting['receivers']} C={setting['max_in_flight']} B={setting['batch_size']}"
+    if with_transport and "transport" in setting:
+        text += f" {setting['transport']}"
+    return text

@@ -16,6 +16,10 @@ flush of deletes is counted in CPU, not in time), the same for every contender. 
   /proc/self/clear_refs before the run, read from VmHWM after; elsewhere
   ``resource.getrusage``'s lifetime peak).
 
+On the HTTP targets the consumer runs on its setting's transport (the run's queue and
+dispatcher come from `asyncloop.open_consumer`, see `asyncloop._bench._targets.http`); the
+Python baselines on aiobotocore (`BASELINE_TRANSPORT`).
+
 A run in which nothing succeeds for `BenchConfig.stall_timeout_s` fails with `BenchError`; one
 that outlasts its time limit is stopped and reported incomplete.
 """
@@ -37,7 +41,7 @@ from asyncloop import Consumer, ConsumerConfig, Stats
 from ._baselines import BASELINE_RUNNERS
 from ._config import BenchConfig, BenchError, Setting
 from ._node_baseline import node_consumer_for
-from ._targets import Target
+from ._targets import BASELINE_TRANSPORT, Target
 from ._workload import Tracker
 
 __all__ = ("CONTENDER", "RunResult", "measure")
@@ -148,8 +152,23 @@ async def measure(
 ) -> RunResult:
     tracker = Tracker(n)
     wait = config.wait_time_seconds if config.wait_time_seconds is not None else 1
+    consumer_config: ConsumerConfig | None = None
+    transport = BASELINE_TRANSPORT
+    if contender == CONTENDER:
+        assert setting is not None
+        transport = setting.transport
+        consumer_config = ConsumerConfig(
+            receivers=setting.receivers,
+            max_in_flight=setting.max_in_flight,
+            batch_size=setting.batch_size,
+            wait_time_seconds=wait,
+            delete_by=config.delete_by,
+            # Past the N-th success nothing is in flight: a receive still long-polling an
+            # empty queue need not be waited for (untimed).
+            shutdown_grace=0.25,
+        )
     async with (
-        target.run_env(n, tracker) as env,
+        target.run_env(n, tracker, transport=transport, consumer=consumer_config) as env,
         node_consumer_for(contender, env, setting, config, n) as node,
     ):
         loop = asyncio.get_running_loop()
@@ -163,21 +182,9 @@ async def measure(
         with anyio.move_on_after(_run_timeout(config, n)) as limit:
             async with anyio.create_task_group() as guard:
                 guard.start_soon(_watchdog, tracker, config.stall_timeout_s, limit, stalled)
-                if contender == CONTENDER:
-                    assert setting is not None
+                if consumer_config is not None:
                     consumer = Consumer(
-                        queue=env.queue,
-                        dispatcher=env.dispatcher,
-                        config=ConsumerConfig(
-                            receivers=setting.receivers,
-                            max_in_flight=setting.max_in_flight,
-                            batch_size=setting.batch_size,
-                            wait_time_seconds=wait,
-                            delete_by=config.delete_by,
-                            # Past the N-th success nothing is in flight: a receive still
-                            # long-polling an empty queue need not be waited for (untimed).
-                            shutdown_grace=0.25,
-                        ),
+                        queue=env.queue, dispatcher=env.dispatcher, config=consumer_config
                     )
                     stats = consumer.stats
 

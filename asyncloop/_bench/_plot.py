@@ -10,16 +10,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._format import repeats_text
+from ._format import repeats_text, setting_transport
 
 __all__ = ("write_plot",)
 
 
 def write_plot(doc: dict[str, Any], path: Path) -> bool:
     """msgs/s and p99 latency against max-in-flight: every point of the sweep, a line per
-    receivers (and batch size), the HTTP check's points, the ceilings as lines (Little's law,
-    each line's receiver bound, the CPU ceiling, the emulator's), the baselines as grey lines,
-    and the recommended setting marked. False when matplotlib is missing."""
+    receivers (and batch size, and transport), the HTTP check's points, the ceilings as lines
+    (Little's law, each line's receiver bound, the CPU ceiling, the emulator's), the baselines
+    as grey lines, and the recommended setting marked. False when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -44,18 +44,26 @@ def write_plot(doc: dict[str, Any], path: Path) -> bool:
     xs_all = sorted({r["setting"]["max_in_flight"] for r in consumers + checked})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (ax_rate, ax_p99) = plt.subplots(1, 2, figsize=(13, 7.2))
-    lines: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    # A line per receivers, batch size and transport (older results: all sdk).
+    lines: dict[tuple[int, int, str], list[dict[str, Any]]] = {}
     for r in consumers:
-        lines.setdefault((r["setting"]["receivers"], r["setting"]["batch_size"]), []).append(r)
+        s = r["setting"]
+        lines.setdefault((s["receivers"], s["batch_size"], setting_transport(s)), []).append(r)
+    several = len({transport for _, _, transport in lines}) > 1
+    bounds_drawn: set[tuple[int, int]] = set()
     profile = params.get("profile") or {}
     hold_s = float(params.get("slot_latency_mean_s") or 0.0)
     receive_s = _mean_s(profile.get("ReceiveMessage"))
     rates_seen: list[float] = []
-    for index, ((receivers, batch), group) in enumerate(sorted(lines.items())):
+    for index, ((receivers, batch, transport), group) in enumerate(sorted(lines.items())):
         colour = colours[index % len(colours)]
         group.sort(key=lambda r: r["setting"]["max_in_flight"])
         xs = [r["setting"]["max_in_flight"] for r in group]
-        label = f"R={receivers}" + (f" B={batch}" if len(batch_sizes) > 1 else "")
+        label = (
+            f"R={receivers}"
+            + (f" B={batch}" if len(batch_sizes) > 1 else "")
+            + (f" {transport}" if several else "")
+        )
         rates = [r["summary"]["msgs_s"]["median"] for r in group]
         rates_seen += rates
         low = [m - r["summary"]["msgs_s"]["min"] for m, r in zip(rates, group, strict=True)]
@@ -73,7 +81,8 @@ def write_plot(doc: dict[str, Any], path: Path) -> bool:
         ax_p99.plot(
             xs, [math.nan if v is None else v for v in p99], marker="o", color=colour, label=label
         )
-        if receive_s > 0:
+        if receive_s > 0 and (receivers, batch) not in bounds_drawn:
+            bounds_drawn.add((receivers, batch))
             bound = receivers * batch / receive_s
             ax_rate.axhline(
                 bound,
@@ -86,6 +95,7 @@ def write_plot(doc: dict[str, Any], path: Path) -> bool:
             c
             for c in checked
             if (c["setting"]["receivers"], c["setting"]["batch_size"]) == (receivers, batch)
+            and setting_transport(c["setting"]) == transport
         ]
         if mine:
             mine.sort(key=lambda r: r["setting"]["max_in_flight"])

@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-from ._config import BenchConfig, BenchError, Setting
+from ._config import TRANSPORTS, BenchConfig, BenchError, Setting
 from ._measure import CONTENDER, RunResult, measure
 from ._node_baseline import NODE_BASELINE, baseline_setting, unavailable_reason
 from ._progress import Progress
@@ -133,7 +133,8 @@ async def run_bench(
         (name, baseline_setting(config) if name == NODE_BASELINE else None)
         for name in config.baselines or ()
     ]
-    steps = 1 + len(contenders) * config.repeats + (1 if config.calibrate else 0)
+    transports = config.transport or ()
+    steps = len(transports) + len(contenders) * config.repeats + (1 if config.calibrate else 0)
     if config.http_check:
         steps += 2 + len(settings)
     progress = Progress(steps, progress_stream)
@@ -148,11 +149,17 @@ async def run_bench(
         on_target(target)
     async with target:
         # Warm-up: imports, connection pools, moto's first-request costs. Not recorded. At
-        # the widest setting: the fastest, so it costs the least time.
-        widest = max(settings, key=lambda s: (s.max_in_flight, s.receivers))
+        # the widest setting: the fastest, so it costs the least time. Once per transport:
+        # each has imports and first calls of its own.
         warm_n = max(1, min(config.n, config.warmup_messages))
-        await measure(target, config, CONTENDER, widest, warm_n, -1)
-        progress.step("warm-up", f"{warm_n} messages")
+        for transport in transports:
+            widest = max(
+                (s for s in settings if s.transport == transport),
+                key=lambda s: (s.max_in_flight, s.receivers),
+            )
+            await measure(target, config, CONTENDER, widest, warm_n, -1)
+            named = f" {transport}" if config.several_transports else ""
+            progress.step(f"warm-up{named}", f"{warm_n} messages")
         if config.calibrate:
             if config.target == "fake":
                 calibration = await _fake_cpu_ceiling(config, progress)
@@ -171,10 +178,10 @@ async def run_bench(
                 n = sizes[(contender, setting)]
                 run = await measure(target, config, contender, setting, n, repeat)
                 runs.append(run)
-                label = setting.label if setting is not None else contender
+                label = setting.name(with_transport=config.several_transports) if setting else ""
                 state = "" if run.complete else " (INCOMPLETE)"
                 progress.step(
-                    f"{contender} {label if setting else ''}".strip(),
+                    f"{contender} {label}".strip(),
                     f"{run.msgs_s:,.0f} msgs/s{state} (repeat {repeat + 1}/{config.repeats})",
                 )
         description = target.describe()
@@ -246,9 +253,10 @@ async def _http_check(
 
 def _describe_calibration(calibration: dict[str, Any]) -> str:
     parts = []
-    floor = calibration.get("sdk_floor")
-    if floor:
-        parts.append(f"SDK floor {floor['us_per_message']:.0f} us/msg")
+    for transport in TRANSPORTS:
+        floor = calibration.get(f"{transport}_floor")
+        if floor:
+            parts.append(f"{transport} floor {floor['us_per_message']:.0f} us/msg")
     ceiling = calibration.get("emulator_ceiling")
     if ceiling:
         parts.append(f"emulator ceiling {ceiling['msgs_s']:,.0f} msgs/s")

@@ -17,9 +17,16 @@ from ._measure import CONTENDER, RunResult
 from ._node_baseline import NODE_BASELINE, baseline_label
 from ._provenance import versions
 from ._recommend import Point, binding, ceilings, recommend
+from ._targets import BASELINE_TRANSPORT
 from ._workload import BODY_BYTES
 
-__all__ = ("SCHEMA_VERSION", "calibrated_cpu_ceiling", "document", "results_of")
+__all__ = (
+    "SCHEMA_VERSION",
+    "calibrated_cpu_ceiling",
+    "document",
+    "results_of",
+    "setting_dict",
+)
 
 SCHEMA_VERSION: Final = 2
 # Operations that are the contender's own SQS calls (not the feeder's, not the worker's).
@@ -130,13 +137,29 @@ def _summarise(
     }
 
 
-def calibrated_cpu_ceiling(config: BenchConfig, calibration: dict[str, Any]) -> float | None:
+def calibrated_cpu_ceiling(
+    config: BenchConfig, calibration: dict[str, Any], transport: str | None = None
+) -> float | None:
+    """msgs/s one core's CPU allows: the fake's loop ceiling, else 1 / the CPU floor per
+    message of `transport` (the SDK's when that transport's floor was not measured)."""
     if "cpu_ceiling" in calibration:
         return float(calibration["cpu_ceiling"]["msgs_s"])
-    floor = calibration.get("sdk_floor")
+    floor = calibration.get(f"{transport}_floor") or calibration.get("sdk_floor")
     if floor and floor.get("us_per_message"):
         return 1e6 / float(floor["us_per_message"])
     return None
+
+
+def setting_dict(setting: Setting, *, with_transport: bool) -> dict[str, Any]:
+    """results.json's ``setting``: R, C, B and (the consumer's) transport."""
+    out: dict[str, Any] = {
+        "receivers": setting.receivers,
+        "max_in_flight": setting.max_in_flight,
+        "batch_size": setting.batch_size,
+    }
+    if with_transport:
+        out["transport"] = setting.transport
+    return out
 
 
 def document(
@@ -169,6 +192,7 @@ def document(
             "receivers": list(config.receivers or ()),
             "max_in_flight": list(config.max_in_flight or ()),
             "batch_size": list(config.batch_size or ()),
+            "transport": list(config.transport or ()),
             "delete_by": config.delete_by,
             "invoke_latency_ms": str(config.invoke_model()),
             "invoke_latency_mean_s": round(latency_s, 6),
@@ -196,7 +220,6 @@ def results_of(
     config: BenchConfig, runs: list[RunResult], calibration: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """One entry per contender and setting: its summary (with ceilings) and its runs."""
-    cpu_ceiling = calibrated_cpu_ceiling(config, calibration)
     emulator = calibration.get("emulator_ceiling")
     emulator_ceiling = float(emulator["msgs_s"]) if emulator else None
     receive_s = config.latency_profile().receive.mean_s
@@ -215,8 +238,14 @@ def results_of(
             if setting is not None and receive_s > 0
             else None
         )
-        # The CPU ceiling is the Python SDK's (aioboto3's floor): not the Node process's.
-        own_cpu_ceiling = None if contender == NODE_BASELINE else cpu_ceiling
+        # The CPU ceiling is the transport's floor: the consumer's own, the Python baselines'
+        # aioboto3; none for the Node process.
+        transport = setting.transport if contender == CONTENDER and setting else None
+        own_cpu_ceiling = (
+            None
+            if contender == NODE_BASELINE
+            else calibrated_cpu_ceiling(config, calibration, transport or BASELINE_TRANSPORT)
+        )
         summary = _summarise(
             group,
             concurrency=concurrency,
@@ -244,17 +273,13 @@ def results_of(
                 "label": (
                     contender
                     if setting is None
-                    else setting.label
+                    else setting.name(with_transport=config.several_transports)
                     if contender == CONTENDER
                     else baseline_label(setting)
                 ),
                 "setting": None
                 if setting is None
-                else {
-                    "receivers": setting.receivers,
-                    "max_in_flight": setting.max_in_flight,
-                    "batch_size": setting.batch_size,
-                },
+                else setting_dict(setting, with_transport=contender == CONTENDER),
                 "summary": summary,
                 "runs": [run.to_dict() for run in group],
             }
@@ -306,15 +331,11 @@ def _recommendation(
         "rule": "the smallest setting (by max in flight, then receivers, then batch size) "
         f"whose median msgs/s is within {chosen.tolerance:.0%} of the best",
         "tolerance": chosen.tolerance,
-        "label": chosen.point.setting.label,
-        "setting": {
-            "receivers": chosen.point.setting.receivers,
-            "max_in_flight": chosen.point.setting.max_in_flight,
-            "batch_size": chosen.point.setting.batch_size,
-        },
+        "label": chosen.point.setting.name(with_transport=config.several_transports),
+        "setting": setting_dict(chosen.point.setting, with_transport=True),
         "msgs_s": chosen.point.msgs_s,
         "p99_ms": chosen.point.p99_ms,
-        "best_label": chosen.best.setting.label,
+        "best_label": chosen.best.setting.name(with_transport=config.several_transports),
         "best_msgs_s": chosen.best.msgs_s,
         "bound": summary["bound"],
         "sdk_cpu_ceiling_msgs_s": sdk_ceiling,

@@ -6,11 +6,24 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Any
+from typing import Any, Final
 
-from ._format import WIDTH, fmt, grid, repeats_text, us_per_msg
+from ._config import TRANSPORTS
+from ._format import WIDTH, fmt, grid, repeats_text, setting_text, us_per_msg
 
-__all__ = ("format_full_table", "format_table", "recommendation_lines")
+__all__ = (
+    "floor_lines",
+    "format_full_table",
+    "format_table",
+    "recommendation_lines",
+    "transports",
+)
+
+# What each transport's CPU floor times (asyncloop._bench._targets.calibration).
+_FLOOR_CALLS: Final = {
+    "sdk": "bare aioboto3 calls",
+    "lean": "the lean transport's bare calls",
+}
 
 
 def format_table(doc: dict[str, Any]) -> str:
@@ -48,7 +61,14 @@ def format_table(doc: dict[str, Any]) -> str:
             ]
         )
     numeric = set(range(1, len(headers) - 1))
-    lines = [_describe_run(doc), "", *grid(headers, rows, numeric)]
+    lines = [
+        *textwrap.wrap(_describe_run(doc), width=WIDTH, subsequent_indent="  "),
+        "",
+        *grid(headers, rows, numeric),
+    ]
+    floors = floor_lines(doc.get("calibration") or {})
+    if floors:
+        lines += ["", *floors]
     legend = [
         "msgs/s: "
         + ("median of repeats" if spread else "one run")
@@ -59,6 +79,11 @@ def format_table(doc: dict[str, Any]) -> str:
         "of best: msgs/s over the best row; bound: the lowest ceiling of that setting "
         "(C/L, R*B/L, CPU, emulator)",
     ]
+    if floors:
+        legend.append(
+            "floor: event-loop CPU of the transport's bare calls, no consumer; a row's CPU above "
+            "it is the consumer's own"
+        )
     if any(r["kind"] == "baseline" and r["setting"] for r in doc["results"]):
         legend.append(
             "node-sqs-consumer NxB: N sqs-consumer instances of batch B; CPU: its Node process's"
@@ -81,11 +106,33 @@ def _describe_run(doc: dict[str, Any]) -> str:
         if params.get("sized_by_time")
         else f"{params['messages']:,} messages a run"
     )
+    # The fake's queue is in memory: no transport to name.
+    transport = "" if params["target"] == "fake" else f", transport {','.join(transports(doc))}"
     return (
         f"target {params['target']}, profile {profile.get('name', '?')}, {size}, "
         f"{repeats_text(params['repeats'])}, delete by {params['delete_by']}, "
-        f"Invoke {params['invocation_type']} {params['invoke_latency_ms']} ms"
+        f"Invoke {params['invocation_type']} {params['invoke_latency_ms']} ms{transport}"
     )
+
+
+def transports(doc: dict[str, Any]) -> list[str]:
+    """The transports a results document swept (``sdk`` for one written before they were
+    recorded)."""
+    return list(doc["parameters"].get("transport") or [TRANSPORTS[0]])
+
+
+def floor_lines(calibration: dict[str, Any]) -> list[str]:
+    """One line per transport whose CPU floor the calibration measured (HTTP targets)."""
+    lines = []
+    for transport in TRANSPORTS:
+        f = calibration.get(f"{transport}_floor")
+        if f:
+            lines.append(
+                f"floor {transport}: {f['us_per_message']:,.0f} us/msg = receive "
+                f"{f['receive_us_per_call']:,.0f}/10 + invoke {f['invoke_us_per_call']:,.0f} + "
+                f"delete {f['delete_us_per_call']:,.0f}/10 ({_FLOOR_CALLS[transport]})"
+            )
+    return lines
 
 
 def _check_lines(check: dict[str, Any]) -> list[str]:
@@ -181,7 +228,7 @@ def format_full_table(doc: dict[str, Any]) -> str:
         little = s["littles_law"]
         row = [
             result["contender"],
-            _setting_text(result["setting"]),
+            _setting_text(result["setting"], with_transport=len(transports(doc)) > 1),
             fmt(s["msgs_s"]["median"]) + ("" if s["complete"] else "*"),
             f"[{fmt(s['msgs_s']['min'])}-{fmt(s['msgs_s']['max'])}]",
             f"{fmt(lat['p50'], '.1f')}/{fmt(lat['p95'], '.1f')}/{fmt(lat['p99'], '.1f')}",
@@ -200,11 +247,9 @@ def format_full_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines + (["", *notes] if notes else []))
 
 
-def _setting_text(setting: dict[str, int] | None) -> str:
+def _setting_text(setting: dict[str, Any] | None, *, with_transport: bool) -> str:
     # A baseline with a setting (node-sqs-consumer: instances x batch) shows it as R/C/B too.
-    if setting is None:
-        return ""
-    return f"R={setting['receivers']} C={setting['max_in_flight']} B={setting['batch_size']}"
+    return "" if setting is None else setting_text(setting, with_transport=with_transport)
 
 
 def _notes(doc: dict[str, Any]) -> list[str]:
@@ -236,13 +281,7 @@ def _calibration_notes(cal: dict[str, Any]) -> list[str]:
             f"CPU ceiling (fake, zero latency, {c['setting']}): {c['msgs_s']:,.0f} msgs/s, "
             f"{c['cpu_us_per_message']:.1f} us CPU per message"
         )
-    if cal.get("sdk_floor"):
-        f = cal["sdk_floor"]
-        notes.append(
-            f"SDK floor (bare aioboto3 calls, event-loop CPU): {f['us_per_message']:.0f} us/msg "
-            f"= receive {f['receive_us_per_call']:.0f}/10 + invoke {f['invoke_us_per_call']:.0f}"
-            f" + delete {f['delete_us_per_call']:.0f}/10"
-        )
+    notes += [f"CPU {line}, event-loop CPU" for line in floor_lines(cal)]
     if cal.get("emulator_ceiling"):
         e = cal["emulator_ceiling"]
         util = e.get("server_cpu_utilisation")

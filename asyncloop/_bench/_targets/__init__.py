@@ -34,6 +34,7 @@ from typing import Final
 from .._config import BenchConfig
 from .aws import AwsTarget as AwsTarget
 from .aws import aws_plan as aws_plan
+from .base import BASELINE_TRANSPORT as BASELINE_TRANSPORT
 from .base import RunEnv as RunEnv
 from .base import Target as Target
 from .base import proc_cpu_seconds as proc_cpu_seconds
@@ -42,6 +43,7 @@ from .fauxqs import FauxqsTarget as FauxqsTarget
 from .moto import MotoTarget as MotoTarget
 
 __all__ = (
+    "BASELINE_TRANSPORT",
     "AwsTarget",
     "FakeTarget",
     "FauxqsTarget",

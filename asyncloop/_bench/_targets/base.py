@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
+from asyncloop import ConsumerConfig
+
 from .._config import BenchConfig
 from .._workload import CountingQueue, Tracker, TrackingDispatcher
 
-__all__ = ("FUNCTION_NAME", "RunEnv", "Target", "proc_cpu_seconds")
+__all__ = ("BASELINE_TRANSPORT", "FUNCTION_NAME", "RunEnv", "Target", "proc_cpu_seconds")
 
 FUNCTION_NAME: Final = "asyncloop-bench"
+# The baselines port loops written on the AWS SDK: they run on aiobotocore whatever the sweep.
+BASELINE_TRANSPORT: Final = "sdk"
 _CLK_TCK: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -82,8 +86,20 @@ class Target(ABC):
         return None
 
     @abstractmethod
-    def run_env(self, n: int, tracker: Tracker) -> contextlib.AbstractAsyncContextManager[RunEnv]:
-        """A fresh queue holding the first `backlog` of `n` messages, before timing starts."""
+    def run_env(
+        self,
+        n: int,
+        tracker: Tracker,
+        *,
+        transport: str = BASELINE_TRANSPORT,
+        consumer: ConsumerConfig | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[RunEnv]:
+        """A fresh queue holding the first `backlog` of `n` messages, before timing starts.
+
+        On the HTTP targets the run's queue and dispatcher are built by
+        `asyncloop.open_consumer` on `transport`, its clients' pool sized to `consumer` (the
+        run's `ConsumerConfig`; None: the default's). The fake target has no transport.
+        """
 
     async def calibrate(self) -> dict[str, Any]:
         """Target-specific reference figures measured in the same run (see the runner)."""

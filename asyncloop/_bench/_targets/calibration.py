@@ -1,8 +1,11 @@
 """Reference figures measured on an HTTP target in the same run as the contenders.
 
-- `sdk_floor`: the event-loop CPU of the bare aioboto3 calls the loop makes (ReceiveMessage
-  of 10, Invoke, DeleteMessageBatch of 10), each kind timed alone: what no consumer on the
-  SDK can go below.
+- `floor`: the event-loop CPU of the bare calls the loop makes (ReceiveMessage of 10, Invoke,
+  DeleteMessageBatch of 10), each kind timed alone, on one transport: what no consumer on
+  that transport can go below. ``sdk``: the aioboto3 clients' own calls; ``lean``: the
+  lean transport's `Queue` and `LambdaInvoker` calls (``receive``, ``invoke``,
+  ``delete_batch``: the lowest it offers, so a receive includes building its `Message`s), as
+  `asyncloop.open_consumer` wires them.
 - `emulator_ceiling`: the emulator's own rate, bare workers with no consumer logic: where the
   emulator, not the loop, is the limit.
 """
@@ -10,14 +13,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 import anyio.to_thread
 
-from asyncloop import Message, build_payload
+from asyncloop import ConsumerConfig, LambdaDispatcher, Message, build_payload
 
 from .._config import BenchError
 from .._workload import Tracker
@@ -25,15 +30,108 @@ from .._workload import Tracker
 if TYPE_CHECKING:
     from .http import HttpTarget
 
-__all__ = ("CEILING_WORKERS", "emulator_ceiling", "sdk_floor")
+__all__ = ("CEILING_WORKERS", "emulator_ceiling", "floor")
 
 # Raw workers of the emulator-ceiling calibration, each receive 10 / invoke 10 / delete 10.
 CEILING_WORKERS: Final = 16
 
 
-async def sdk_floor(target: HttpTarget, batches: int = 20, concurrency: int = 8) -> dict[str, Any]:
-    """Event-loop CPU of the bare aioboto3 calls the loop makes, each kind timed alone:
-    ReceiveMessage(10), Invoke, DeleteMessageBatch(10)."""
+class _BareCalls(Protocol):
+    """The three calls a floor times, on one transport, for one queue."""
+
+    def receive(self) -> Awaitable[list[Any]]: ...
+    def invoke(self, payload: bytes) -> Awaitable[None]: ...
+    def delete(self, chunk: list[Any]) -> Awaitable[None]: ...
+    def message(self, item: Any) -> Message: ...
+
+
+class _SdkCalls:
+    """The aioboto3 clients' calls, answers as the client returns them."""
+
+    def __init__(self, target: HttpTarget, url: str) -> None:
+        self.sqs, self.lambda_ = target.sqs, target.lambda_
+        self.url = url
+        self.function_name = target.function_name
+
+    async def receive(self) -> list[Any]:
+        response = await self.sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["All"],
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages", ()))
+
+    async def invoke(self, payload: bytes) -> None:
+        response = await self.lambda_.invoke(
+            FunctionName=self.function_name, InvocationType="Event", Payload=payload
+        )
+        stream = response.get("Payload")
+        if stream is not None:
+            async with stream:
+                await stream.read()
+
+    async def delete(self, chunk: list[Any]) -> None:
+        await self.sqs.delete_message_batch(
+            QueueUrl=self.url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+            ],
+        )
+
+    def message(self, item: Any) -> Message:
+        return Message(
+            message_id=item["MessageId"],
+            receipt_handle=item["ReceiptHandle"],
+            body=item["Body"],
+            md5_of_body=item.get("MD5OfBody", ""),
+        )
+
+
+class _WiredCalls:
+    """The `Queue` and `LambdaInvoker` that `asyncloop.open_consumer` wires on a transport."""
+
+    def __init__(self, queue: Any, invoker: Any, function_name: str) -> None:
+        self.queue, self.invoker = queue, invoker
+        self.function_name = function_name
+
+    async def receive(self) -> list[Any]:
+        return list(await self.queue.receive(max_messages=10, wait_time_seconds=1))
+
+    async def invoke(self, payload: bytes) -> None:
+        await self.invoker.invoke(
+            function_name=self.function_name, payload=payload, invocation_type="Event"
+        )
+
+    async def delete(self, chunk: list[Any]) -> None:
+        await self.queue.delete_batch([(str(i), m.receipt_handle) for i, m in enumerate(chunk)])
+
+    def message(self, item: Any) -> Message:
+        assert isinstance(item, Message)
+        return item
+
+
+@contextlib.asynccontextmanager
+async def _bare_calls(
+    target: HttpTarget, url: str, transport: str, concurrency: int
+) -> AsyncIterator[_BareCalls]:
+    if transport == "sdk":
+        yield _SdkCalls(target, url)
+        return
+    room = ConsumerConfig(receivers=concurrency, max_in_flight=concurrency)
+    async with target.wiring(url, transport=transport, consumer=room) as wired:
+        dispatcher = wired.dispatcher
+        assert isinstance(dispatcher, LambdaDispatcher)
+        yield _WiredCalls(wired.queue, dispatcher.invoker, target.function_name)
+
+
+async def floor(
+    target: HttpTarget, transport: str, batches: int = 20, concurrency: int = 8
+) -> dict[str, Any]:
+    """Event-loop CPU of the bare calls the loop makes on `transport`, each kind timed
+    alone: ReceiveMessage(10), Invoke, DeleteMessageBatch(10) (see the module)."""
     count = batches * 10
     async with target.temporary_queue() as url:
         tracker = Tracker(count)
@@ -41,65 +139,37 @@ async def sdk_floor(target: HttpTarget, batches: int = 20, concurrency: int = 8)
         feeder.backlog = count
         await anyio.to_thread.run_sync(feeder.prefill)
         limit = asyncio.Semaphore(concurrency)
-        sqs, lambda_ = target.sqs, target.lambda_
-        received: list[dict[str, Any]] = []
+        received: list[Any] = []
 
-        async def receive() -> None:
-            async with limit:
-                response = await sqs.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=1,
-                    MessageSystemAttributeNames=["All"],
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                )
-                received.extend(response.get("Messages", ()))
+        async with _bare_calls(target, url, transport, concurrency) as calls:
 
-        async def invoke(payload: bytes) -> None:
-            async with limit:
-                response = await lambda_.invoke(
-                    FunctionName=target.function_name, InvocationType="Event", Payload=payload
-                )
-                stream = response.get("Payload")
-                if stream is not None:
-                    async with stream:
-                        await stream.read()
+            async def receive() -> None:
+                async with limit:
+                    received.extend(await calls.receive())
 
-        async def delete(chunk: list[dict[str, Any]]) -> None:
-            async with limit:
-                await sqs.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(chunk)
-                    ],
-                )
+            async def invoke(payload: bytes) -> None:
+                async with limit:
+                    await calls.invoke(payload)
 
-        async def timed(calls: list[Any]) -> float:
-            start = time.thread_time()
-            await asyncio.gather(*calls)
-            return (time.thread_time() - start) / max(1, len(calls))
+            async def delete(chunk: list[Any]) -> None:
+                async with limit:
+                    await calls.delete(chunk)
 
-        receive_cpu = await timed([receive() for _ in range(batches)])
-        if len(received) < 10:
-            raise BenchError("calibration: the queue returned no messages")
-        sample = received[0]
-        payload = build_payload(
-            Message(
-                message_id=sample["MessageId"],
-                receipt_handle=sample["ReceiptHandle"],
-                body=sample["Body"],
-                md5_of_body=sample.get("MD5OfBody", ""),
-            ),
-            queue_url=url,
-            payload="seed",
-        )
-        invoke_cpu = await timed([invoke(payload) for _ in range(count)])
-        chunks = [received[i : i + 10] for i in range(0, len(received), 10)]
-        delete_cpu = await timed([delete(chunk) for chunk in chunks])
+            async def timed(work: list[Any]) -> float:
+                start = time.thread_time()
+                await asyncio.gather(*work)
+                return (time.thread_time() - start) / max(1, len(work))
+
+            receive_cpu = await timed([receive() for _ in range(batches)])
+            if len(received) < 10:
+                raise BenchError("calibration: the queue returned no messages")
+            payload = build_payload(calls.message(received[0]), queue_url=url, payload="seed")
+            invoke_cpu = await timed([invoke(payload) for _ in range(count)])
+            chunks = [received[i : i + 10] for i in range(0, len(received), 10)]
+            delete_cpu = await timed([delete(chunk) for chunk in chunks])
         per_message = len(received) / max(1, batches)
     return {
+        "transport": transport,
         "receive_us_per_call": round(receive_cpu * 1e6, 1),
         "invoke_us_per_call": round(invoke_cpu * 1e6, 1),
         "delete_us_per_call": round(delete_cpu * 1e6, 1),

@@ -7,12 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-from asyncloop import LambdaConfig, LambdaDispatcher
+from asyncloop import ConsumerConfig, LambdaConfig, LambdaDispatcher
 from asyncloop.testing import FakeLambda, FakeQueue
 
 from .._latency_profiles import OPERATIONS
 from .._workload import CountingQueue, Tracker, TrackingDispatcher, body
-from .base import FUNCTION_NAME, RunEnv, Target
+from .base import BASELINE_TRANSPORT, FUNCTION_NAME, RunEnv, Target
 
 __all__ = ("FakeTarget",)
 
@@ -24,7 +24,16 @@ class FakeTarget(Target):
     name = "fake"
 
     @contextlib.asynccontextmanager
-    async def run_env(self, n: int, tracker: Tracker) -> AsyncIterator[RunEnv]:
+    async def run_env(
+        self,
+        n: int,
+        tracker: Tracker,
+        *,
+        transport: str = BASELINE_TRANSPORT,
+        consumer: ConsumerConfig | None = None,
+    ) -> AsyncIterator[RunEnv]:
+        # In memory: no transport, no connection pool.
+        del transport, consumer
         config = self.config
         profile = config.latency_profile()
         latency = {

@@ -4,6 +4,12 @@ It starts its servers (`_start`, in the subclasses), opens the clients and a bot
 the `Feeder`, creates its resources (`_setup`), gives each run a fresh queue, and deletes what
 it created on the way out (`_teardown`), even when interrupted. The calibration lives in
 `calibration.py`.
+
+Each run's queue and dispatcher come from `asyncloop.open_consumer` (`wiring`), on clients of
+their own and the run's transport, as a user's consumer gets them: the consumer's calls go
+through what the library wires, not through a copy of it. So the run's connections are made
+inside it, as a fresh consumer's are; the target's shared clients serve the calibration and
+the queues' creation.
 """
 
 from __future__ import annotations
@@ -19,17 +25,17 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal, cast
 
 import anyio
 import anyio.to_thread
 
-from asyncloop import AwsConfig, LambdaConfig, LambdaDispatcher
+from asyncloop import AwsConfig, Consumer, ConsumerConfig, LambdaConfig
 
 from .._config import BenchConfig
 from .._workload import CountingQueue, Tracker, TrackingDispatcher
-from .base import FUNCTION_NAME, RunEnv, Target, proc_cpu_seconds
-from .calibration import CEILING_WORKERS, emulator_ceiling, sdk_floor
+from .base import BASELINE_TRANSPORT, FUNCTION_NAME, RunEnv, Target, proc_cpu_seconds
+from .calibration import CEILING_WORKERS, emulator_ceiling, floor
 from .feeder import Feeder, sync_sqs_client
 
 __all__ = ("HttpTarget",)
@@ -89,6 +95,7 @@ class HttpTarget(Target):
         self._feeder_client: Any = None
         self._server_pids: list[int] = []
         self._saved_env: dict[str, str | None] = {}
+        self._wiring_endpoint: str | None = None
         self._runs = 0
         self.dlq_arn: str | None = None
         self.created: list[tuple[str, str]] = []
@@ -135,10 +142,14 @@ class HttpTarget(Target):
                     os.environ[name] = value
             self._saved_env.clear()
 
+    def _set_env(self, name: str, value: str) -> None:
+        # Restored by _close.
+        self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
     def _use_fake_credentials(self) -> None:
         for name, value in _FAKE_CREDENTIALS.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
+            self._set_env(name, value)
 
     async def _open_clients(self) -> None:
         from asyncloop import AwsClients
@@ -161,6 +172,18 @@ class HttpTarget(Target):
         self._feeder_client = await anyio.to_thread.run_sync(
             sync_sqs_client, self.sqs_endpoint, self.region
         )
+        if self.sqs_endpoint != self.lambda_endpoint:
+            # AwsConfig has one endpoint for every service: the wiring's clients read each
+            # service's own from botocore's per-service variables (fauxqs + LambdaServer).
+            self._wiring_endpoint = None
+            for name, value in (
+                ("AWS_ENDPOINT_URL_SQS", self.sqs_endpoint),
+                ("AWS_ENDPOINT_URL_LAMBDA", self.lambda_endpoint),
+            ):
+                if value is not None:
+                    self._set_env(name, value)
+        else:
+            self._wiring_endpoint = self.sqs_endpoint
 
     @property
     def sqs(self) -> Any:
@@ -202,27 +225,49 @@ class HttpTarget(Target):
     ) -> Feeder:
         return Feeder(self._feeder_client, url, tracker, n, self.config.backlog or 100, on_error)
 
-    def _dispatcher(self, url: str) -> LambdaDispatcher:
-        from asyncloop import AioLambdaInvoker
+    def wiring(
+        self,
+        url: str,
+        *,
+        transport: str,
+        consumer: ConsumerConfig | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[Consumer]:
+        """`asyncloop.open_consumer` on `url` and this target's function: the queue and the
+        dispatcher a user's consumer gets on `transport`, on clients of its own whose pool is
+        sized to `consumer` (default: ``ConsumerConfig()``)."""
+        from asyncloop import open_consumer
 
-        return LambdaDispatcher(
-            invoker=AioLambdaInvoker(self.lambda_),
-            config=LambdaConfig(
-                function_name=self.function_name, invocation_type=self.config.invocation_type
+        return open_consumer(
+            url,
+            lambda_config=LambdaConfig(
+                function_name=self.function_name,
+                invocation_type=self.config.invocation_type,
             ),
-            queue_url=url,
-            region=self.region,
+            config=consumer or ConsumerConfig(),
+            aws=AwsConfig(
+                region=self.region,
+                endpoint_url=self._wiring_endpoint,
+                transport=cast(Literal["sdk", "lean"], transport),
+            ),
         )
 
     @contextlib.asynccontextmanager
-    async def run_env(self, n: int, tracker: Tracker) -> AsyncIterator[RunEnv]:
-        from asyncloop import SqsQueue
-
-        async with self.temporary_queue() as url:
+    async def run_env(
+        self,
+        n: int,
+        tracker: Tracker,
+        *,
+        transport: str = BASELINE_TRANSPORT,
+        consumer: ConsumerConfig | None = None,
+    ) -> AsyncIterator[RunEnv]:
+        async with (
+            self.temporary_queue() as url,
+            self.wiring(url, transport=transport, consumer=consumer) as wired,
+        ):
             loop = asyncio.get_running_loop()
             env = RunEnv(
-                queue=CountingQueue(SqsQueue(self.sqs, url), tracker),
-                dispatcher=TrackingDispatcher(self._dispatcher(url), tracker),
+                queue=CountingQueue(wired.queue, tracker),
+                dispatcher=TrackingDispatcher(wired.dispatcher, tracker),
                 tracker=tracker,
                 server_pids=list(self._server_pids),
                 sqs_endpoint=self.sqs_endpoint,
@@ -249,10 +294,17 @@ class HttpTarget(Target):
     # -- calibration (`calibration.py`) -----------------------------------------------
 
     async def calibrate(self) -> dict[str, Any]:
+        """The CPU floor of each transport in the sweep (``sdk_floor`` always: the SDK's CPU
+        ceiling is reported whatever the sweep; ``lean_floor`` when lean is swept), then the
+        emulator's ceiling."""
         n = self.config.n
-        floor = await sdk_floor(self, batches=max(2, min(20, n // 10)))
-        ceiling = await emulator_ceiling(self, min(n, 500))
-        return {"sdk_floor": floor, "emulator_ceiling": ceiling}
+        out: dict[str, Any] = {}
+        for transport in dict.fromkeys(("sdk", *(self.config.transport or ()))):
+            out[f"{transport}_floor"] = await floor(
+                self, transport, batches=max(2, min(20, n // 10))
+            )
+        out["emulator_ceiling"] = await emulator_ceiling(self, min(n, 500))
+        return out
 
     def server_cpu(self) -> float | None:
         if not self._server_pids:
