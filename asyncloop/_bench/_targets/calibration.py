@@ -1,11 +1,11 @@
 """Reference figures measured on an HTTP target in the same run as the contenders.
 
 - `floor`: the event-loop CPU of the bare calls the loop makes (ReceiveMessage of 10, Invoke,
-  DeleteMessageBatch of 10), each kind timed alone, on one transport: what no consumer on
-  that transport can go below. ``sdk``: the aioboto3 clients' own calls; ``lean``: the
-  lean transport's `Queue` and `LambdaInvoker` calls (``receive``, ``invoke``,
-  ``delete_batch``: the lowest it offers, so a receive includes building its `Message`s), as
-  `asyncloop.open_consumer` wires them.
+  DeleteMessageBatch of 10), each kind timed alone, on one transport, after a warm-up pass
+  and as the median of three: what no consumer on that transport can go below. ``sdk``: the
+  aioboto3 clients' own calls; ``lean``: the lean transport's `Queue` and `LambdaInvoker`
+  calls (``receive``, ``invoke``, ``delete_batch``: the lowest it offers, so a receive
+  includes building its `Message`s), as `asyncloop.open_consumer` wires them.
 - `emulator_ceiling`: the emulator's own rate, bare workers with no consumer logic: where the
   emulator, not the loop, is the limit.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -30,10 +31,12 @@ from .._workload import Tracker
 if TYPE_CHECKING:
     from .http import HttpTarget
 
-__all__ = ("CEILING_WORKERS", "emulator_ceiling", "floor")
+__all__ = ("CEILING_WORKERS", "FLOOR_PASSES", "emulator_ceiling", "floor")
 
 # Raw workers of the emulator-ceiling calibration, each receive 10 / invoke 10 / delete 10.
 CEILING_WORKERS: Final = 16
+# Timed passes of a CPU floor, after its untimed warm-up pass: figures are their medians.
+FLOOR_PASSES: Final = 3
 
 
 class _BareCalls(Protocol):
@@ -131,49 +134,54 @@ async def floor(
     target: HttpTarget, transport: str, batches: int = 20, concurrency: int = 8
 ) -> dict[str, Any]:
     """Event-loop CPU of the bare calls the loop makes on `transport`, each kind timed
-    alone: ReceiveMessage(10), Invoke, DeleteMessageBatch(10) (see the module)."""
-    count = batches * 10
-    async with target.temporary_queue() as url:
-        tracker = Tracker(count)
-        feeder = target.feeder(url, tracker, count, lambda exc: None)
-        feeder.backlog = count
-        await anyio.to_thread.run_sync(feeder.prefill)
+    alone: ReceiveMessage(10), Invoke, DeleteMessageBatch(10) (see the module).
+
+    One untimed pass of `concurrency` batches first opens the connections and pays the
+    calls' first-use costs; then `FLOOR_PASSES` timed passes of `batches` receives, their
+    invokes and deletes, each on a queue refilled for it; each figure is the passes' median.
+    """
+    async with (
+        target.temporary_queue() as url,
+        _bare_calls(target, url, transport, concurrency) as calls,
+    ):
         limit = asyncio.Semaphore(concurrency)
-        received: list[Any] = []
 
-        async with _bare_calls(target, url, transport, concurrency) as calls:
+        async def refill(count: int) -> None:
+            feeder = target.feeder(url, Tracker(count), count, lambda exc: None)
+            feeder.backlog = count
+            await anyio.to_thread.run_sync(feeder.prefill)
 
-            async def receive() -> None:
-                async with limit:
-                    received.extend(await calls.receive())
+        async def bounded(call: Awaitable[Any]) -> Any:
+            async with limit:
+                return await call
 
-            async def invoke(payload: bytes) -> None:
-                async with limit:
-                    await calls.invoke(payload)
+        async def timed(work: list[Awaitable[Any]]) -> tuple[float, list[Any]]:
+            start = time.thread_time()
+            answers = await asyncio.gather(*(bounded(call) for call in work))
+            return (time.thread_time() - start) / max(1, len(work)), answers
 
-            async def delete(chunk: list[Any]) -> None:
-                async with limit:
-                    await calls.delete(chunk)
-
-            async def timed(work: list[Any]) -> float:
-                start = time.thread_time()
-                await asyncio.gather(*work)
-                return (time.thread_time() - start) / max(1, len(work))
-
-            receive_cpu = await timed([receive() for _ in range(batches)])
+        figures: list[tuple[float, float, float, float]] = []
+        for size in (concurrency, *([batches] * FLOOR_PASSES)):
+            await refill(size * 10)
+            receive_cpu, answers = await timed([calls.receive() for _ in range(size)])
+            received = [item for answer in answers for item in answer]
             if len(received) < 10:
                 raise BenchError("calibration: the queue returned no messages")
             payload = build_payload(calls.message(received[0]), queue_url=url, payload="seed")
-            invoke_cpu = await timed([invoke(payload) for _ in range(count)])
+            invoke_cpu, _ = await timed([calls.invoke(payload) for _ in range(size * 10)])
             chunks = [received[i : i + 10] for i in range(0, len(received), 10)]
-            delete_cpu = await timed([delete(chunk) for chunk in chunks])
-        per_message = len(received) / max(1, batches)
+            delete_cpu, _ = await timed([calls.delete(chunk) for chunk in chunks])
+            figures.append((receive_cpu, invoke_cpu, delete_cpu, len(received) / size))
+    receive_cpu, invoke_cpu, delete_cpu, per_receive = (
+        statistics.median(column) for column in zip(*figures[1:], strict=True)
+    )
     return {
         "transport": transport,
+        "passes": FLOOR_PASSES,
         "receive_us_per_call": round(receive_cpu * 1e6, 1),
         "invoke_us_per_call": round(invoke_cpu * 1e6, 1),
         "delete_us_per_call": round(delete_cpu * 1e6, 1),
-        "messages_per_receive": round(per_message, 2),
+        "messages_per_receive": round(per_receive, 2),
         "us_per_message": round((receive_cpu / 10 + invoke_cpu + delete_cpu / 10) * 1e6, 1),
     }
 
