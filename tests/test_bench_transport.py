@@ -23,7 +23,7 @@ from asyncloop._bench._recommend import Point, recommend
 from asyncloop._bench._report import validate
 from asyncloop._bench._runner import run_bench
 from asyncloop._bench._summary import calibrated_cpu_ceiling
-from asyncloop._bench._tables import format_full_table, format_table
+from asyncloop._bench._tables import format_full_table, format_table, recommendation_lines
 from asyncloop._cli_bench import config_from_args
 
 
@@ -192,6 +192,17 @@ def test_one_transport_keeps_the_labels_and_the_fake_names_none(
     assert "transport lean" in lean[0]
     assert "transport" not in fake[0]
     assert not any(line.startswith("floor") for line in fake)
+
+
+def test_the_sdk_ceiling_line_names_where_the_floor_was_measured(
+    fake_doc: dict[str, Any],
+) -> None:
+    # GIVEN a fauxqs run whose recommendation is above one core's SDK ceiling
+    doc = on_fauxqs(fake_doc, ("sdk", "lean"))
+    doc["recommendation"]["sdk_cpu_ceiling_msgs_s"] = doc["recommendation"]["msgs_s"] / 2
+    # THEN the warning says the floor was measured on fauxqs, not on moto
+    text = " ".join(line.strip() for line in recommendation_lines(doc))
+    assert "SDK CPU (measured on fauxqs)" in text
 
 
 def test_the_plot_draws_a_line_per_transport(fake_doc: dict[str, Any], tmp_path: Path) -> None:

@@ -190,8 +190,11 @@ def recommendation_lines(doc: dict[str, Any]) -> list[str]:
     lines = textwrap.wrap(line, width=WIDTH, subsequent_indent="  ")
     sdk = rec.get("sdk_cpu_ceiling_msgs_s")
     if sdk and sdk < rec["msgs_s"] * 1.05:
+        # The floor comes from the HTTP check's calibration when there is one (the default).
+        check = doc.get("http_check") or {}
+        where = (check.get("target") or {}).get("name") or doc["parameters"]["target"]
         lines += textwrap.wrap(
-            f"on AWS with aioboto3, one core's SDK CPU (measured on moto) caps a process near "
+            f"on AWS with aioboto3, one core's SDK CPU (measured on {where}) caps a process near "
             f"{fmt(sdk)} msgs/s: beyond it, add processes, not max-in-flight",
             width=WIDTH,
             initial_indent="  ",
