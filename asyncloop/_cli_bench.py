@@ -35,11 +35,11 @@ others are reported as emulator-bound), and a recommendation: the smallest setti
 of the best throughput, its p99, and the ceiling that bounds it.
 
 LIST is comma separated (1,16,64,256); the sweep is the product of --receivers,
---max-in-flight, --batch-size and --transport (sdk,lean: each setting on both, side by side,
-and each transport's CPU floor measured in the same run; moto, fauxqs and aws targets only).
-Latencies are milliseconds, fixed (50) or lognormal given p50:p99 (50:200); they override the
-profile's. Defaults depend on the target (see
-bench/RESULTS.md, which also cites the aws-like figures).
+--max-in-flight, --batch-size and --transport (sdk,lean: each setting on both, side by side;
+moto, fauxqs and aws targets only; on moto and fauxqs each transport's CPU floor is measured
+in the same run). Latencies are milliseconds, fixed (50) or lognormal given p50:p99 (50:200);
+they override the profile's. Defaults depend on the target (see bench/RESULTS.md, which also
+cites the aws-like figures).
 """
 
 
