@@ -1,11 +1,11 @@
 """Reference figures measured on an HTTP target in the same run as the contenders.
 
 - `floor`: the event-loop CPU of the bare calls the loop makes (ReceiveMessage of 10, Invoke,
-  DeleteMessageBatch of 10), each kind timed alone, on one transport, after a warm-up pass
-  and as the median of three: what no consumer on that transport can go below. ``sdk``: the
-  aioboto3 clients' own calls; ``lean``: the lean transport's `Queue` and `LambdaInvoker`
-  calls (``receive``, ``invoke``, ``delete_batch``: the lowest it offers, so a receive
-  includes building its `Message`s), as `asyncloop.open_consumer` wires them.
+  DeleteMessageBatch of 10), each kind timed alone, 64 at once, on one transport, after a
+  warm-up pass and as the median of three: what no consumer on that transport can go below.
+  ``sdk``: the aioboto3 clients' own calls; ``lean``: the lean transport's `Queue` and
+  `LambdaInvoker` calls (``receive``, ``invoke``, ``delete_batch``: the lowest it offers, so
+  a receive includes building its `Message`s), as `asyncloop.open_consumer` wires them.
 - `emulator_ceiling`: the emulator's own rate, bare workers with no consumer logic: where the
   emulator, not the loop, is the limit.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import statistics
 import time
@@ -31,12 +32,16 @@ from .._workload import Tracker
 if TYPE_CHECKING:
     from .http import HttpTarget
 
-__all__ = ("CEILING_WORKERS", "FLOOR_PASSES", "emulator_ceiling", "floor")
+__all__ = ("CEILING_WORKERS", "FLOOR_CONCURRENCY", "FLOOR_PASSES", "emulator_ceiling", "floor")
 
 # Raw workers of the emulator-ceiling calibration, each receive 10 / invoke 10 / delete 10.
 CEILING_WORKERS: Final = 16
 # Timed passes of a CPU floor, after its untimed warm-up pass: figures are their medians.
 FLOOR_PASSES: Final = 3
+# A floor's calls at once. Per call, the CPU falls as more calls share each turn of the event
+# loop (on fauxqs here, sdk 0.9-1.0 ms a message at 8, 0.73-0.77 at 64 and 256; lean 0.31-0.34,
+# 0.19-0.20): 64 stands for the wide settings whose CPU the floor is read against.
+FLOOR_CONCURRENCY: Final = 64
 
 
 class _BareCalls(Protocol):
@@ -131,14 +136,20 @@ async def _bare_calls(
 
 
 async def floor(
-    target: HttpTarget, transport: str, batches: int = 20, concurrency: int = 8
+    target: HttpTarget,
+    transport: str,
+    batches: int = 20,
+    concurrency: int = FLOOR_CONCURRENCY,
 ) -> dict[str, Any]:
     """Event-loop CPU of the bare calls the loop makes on `transport`, each kind timed
-    alone: ReceiveMessage(10), Invoke, DeleteMessageBatch(10) (see the module).
+    alone: ReceiveMessage(10), Invoke, DeleteMessageBatch(10) (see the module), at most
+    `concurrency` calls at once.
 
-    One untimed pass of `concurrency` batches first opens the connections and pays the
-    calls' first-use costs; then `FLOOR_PASSES` timed passes of `batches` receives, their
-    invokes and deletes, each on a queue refilled for it; each figure is the passes' median.
+    One untimed pass first opens the connections and pays the calls' first-use costs; then
+    `FLOOR_PASSES` timed passes of `batches` receives, their invokes and deletes, each on a
+    queue refilled for it; each figure is the passes' median. The collector's debt is paid
+    before each timed step (as before each measured run), so garbage the runs before left
+    is not charged to the calls.
     """
     async with (
         target.temporary_queue() as url,
@@ -156,12 +167,13 @@ async def floor(
                 return await call
 
         async def timed(work: list[Awaitable[Any]]) -> tuple[float, list[Any]]:
+            gc.collect()
             start = time.thread_time()
             answers = await asyncio.gather(*(bounded(call) for call in work))
             return (time.thread_time() - start) / max(1, len(work)), answers
 
         figures: list[tuple[float, float, float, float]] = []
-        for size in (concurrency, *([batches] * FLOOR_PASSES)):
+        for size in [batches] * (1 + FLOOR_PASSES):
             await refill(size * 10)
             receive_cpu, answers = await timed([calls.receive() for _ in range(size)])
             received = [item for answer in answers for item in answer]
