@@ -35,9 +35,11 @@ others are reported as emulator-bound), and a recommendation: the smallest setti
 of the best throughput, its p99, and the ceiling that bounds it.
 
 LIST is comma separated (1,16,64,256); the sweep is the product of --receivers,
---max-in-flight and --batch-size. Latencies are milliseconds, fixed (50) or lognormal given
-p50:p99 (50:200); they override the profile's. Defaults depend on the target (see
-bench/RESULTS.md, which also cites the aws-like figures).
+--max-in-flight, --batch-size and --transport (sdk,lean: each setting on both, side by side;
+moto, fauxqs and aws targets only; on moto and fauxqs each transport's CPU floor is measured
+in the same run). Latencies are milliseconds, fixed (50) or lognormal given p50:p99 (50:200);
+they override the profile's. Defaults depend on the target (see bench/RESULTS.md, which also
+cites the aws-like figures).
 """
 
 
@@ -87,6 +89,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="Invoke latency instead of the profile's (aws: the no-op function's sleep)",
     )
     parser.add_argument(
+        "--transport",
+        metavar="LIST",
+        help="the consumer's transports to sweep: sdk, lean or sdk,lean (moto, fauxqs and aws "
+        "only; default: asyncloop's, sdk)",
+    )
+    parser.add_argument(
         "--invocation-type",
         default="Event",
         metavar="Event|RequestResponse",
@@ -122,7 +130,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         nargs=2,
         metavar=("A.json", "B.json"),
         help="print the change per setting from A to B, and run nothing; refuses results "
-        "of different targets, profiles or workloads",
+        "of different targets, profiles or workloads; a setting's transport is part of it "
+        "(sdk and lean rows are matched apart)",
     )
     parser.add_argument(
         "--force", action="store_true", help="--compare: compare different runs anyway"
@@ -148,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The `BenchConfig` for parsed arguments; `bench.BenchError` names a bad one."""
     from asyncloop._bench._config import (
         BASELINES,
+        TRANSPORTS,
         BenchConfig,
         BenchError,
         LatencyModel,
@@ -181,6 +191,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         receivers=ints(args.receivers, "--receivers"),
         max_in_flight=ints(args.max_in_flight, "--max-in-flight"),
         batch_size=ints(args.batch_size, "--batch-size"),
+        transport=None
+        if args.transport is None
+        else parse_names(args.transport, flag="--transport", choices=TRANSPORTS, allow_none=False),
         delete_by=args.delete_by,
         latency=latency(args.latency_ms, "--latency-ms"),
         invoke_latency=latency(args.invoke_latency_ms, "--invoke-latency-ms"),
@@ -226,7 +239,8 @@ def _check_aws(config: BenchConfig, stdin: TextIO, stderr: TextIO) -> str | None
 
 
 def _compare(paths: list[str], *, force: bool) -> int:
-    from asyncloop._bench._report import compare, load_results
+    from asyncloop._bench._compare import compare
+    from asyncloop._bench._report import load_results
 
     try:
         before, after = (load_results(path) for path in paths)
@@ -305,7 +319,8 @@ def _run(config: BenchConfig, stderr: TextIO) -> dict[str, Any]:
 
 
 def _write(doc: dict[str, Any], out: Path) -> int:
-    from asyncloop._bench._report import format_table, write_outputs
+    from asyncloop._bench._report import write_outputs
+    from asyncloop._bench._tables import format_table
 
     paths = write_outputs(doc, out)
     print(format_table(doc))

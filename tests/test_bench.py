@@ -5,7 +5,6 @@ Nothing here asserts a speed: performance is measured by `asyncloop bench`, not 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import io
@@ -16,6 +15,7 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from _bench_helpers import parse
 
 from asyncloop import DispatchError, Message, Stats
 from asyncloop._bench import _targets
@@ -27,26 +27,15 @@ from asyncloop._bench._config import (
     parse_int_list,
     parse_names,
 )
-from asyncloop._bench._report import (
-    format_full_table,
-    format_table,
-    load_results,
-    validate,
-    write_outputs,
-)
-from asyncloop._bench._runner import Progress, run_bench
-from asyncloop._bench._workload import BODY_BYTES, BenchFakeQueue, Tracker, body
-from asyncloop._cli_bench import register, run_bench_command
+from asyncloop._bench._progress import Progress
+from asyncloop._bench._report import load_results, validate, write_outputs
+from asyncloop._bench._runner import run_bench
+from asyncloop._bench._tables import format_full_table, format_table
+from asyncloop._bench._workload import BODY_BYTES, Tracker, body
+from asyncloop._cli_bench import run_bench_command
 from asyncloop.testing import FakeQueue
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    """The CLI's parser as asyncloop._cli builds it: a `bench` subcommand from `register`."""
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["bench", *argv])
 
 
 def tiny(**overrides: Any) -> BenchConfig:
@@ -507,16 +496,16 @@ async def test_naive_gather_dispatches_the_whole_batch_at_once() -> None:
 
 
 @pytest.mark.asyncio
-async def test_bench_fake_queue_memory_stays_bounded() -> None:
-    # GIVEN a queue that received and deleted many more messages than it holds
-    queue = BenchFakeQueue(visibility_timeout=60)
+async def test_the_fake_targets_queue_memory_stays_bounded() -> None:
+    # GIVEN the fake target's queue, which received and deleted many more messages than it holds
+    queue = FakeQueue(visibility_timeout=60)
     for _ in range(300):
         queue.send_many(["x"] * 10)
         messages = await queue.receive(max_messages=10, wait_time_seconds=0)
         await queue.delete_batch([(str(i), m.receipt_handle) for i, m in enumerate(messages)])
     # THEN its visibility heap does not keep the 3,000 deleted ones until they time out
     assert len(queue) == 0
-    assert len(queue._invisible) <= 1024 + 10
+    assert queue.invisible_entries <= 1024 + 10
 
 
 def test_progress_writes_a_line_per_step_when_not_a_terminal() -> None:

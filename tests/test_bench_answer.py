@@ -6,7 +6,6 @@ Nothing here asserts a speed: documents are built by a tiny fake sweep or by han
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import io
@@ -15,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _bench_helpers import parse
 
+from asyncloop._bench._compare import CompareError, compare
 from asyncloop._bench._config import BenchConfig, BenchError, LatencyModel, Setting
 from asyncloop._bench._latency_profiles import OPERATIONS, PROFILES, get_profile
 from asyncloop._bench._node_baseline import NODE_BASELINE, baseline_label
@@ -23,23 +24,13 @@ from asyncloop._bench._recommend import Point, binding, ceilings, recommend
 from asyncloop._bench._report import (
     SCHEMA_VERSION as REPORT_SCHEMA_VERSION,
 )
-from asyncloop._bench._report import (
-    CompareError,
-    compare,
-    format_table,
-    recommendation_lines,
-    validate,
-)
-from asyncloop._bench._runner import SCHEMA_VERSION, _messages, _predicted_msgs_s, run_bench
+from asyncloop._bench._report import validate
+from asyncloop._bench._runner import _messages, _predicted_msgs_s, run_bench
+from asyncloop._bench._summary import SCHEMA_VERSION
+from asyncloop._bench._tables import format_table, recommendation_lines
 from asyncloop._bench._targets import FakeTarget
 from asyncloop._bench._workload import Tracker
-from asyncloop._cli_bench import config_from_args, register
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="asyncloop")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["bench", *argv])
+from asyncloop._cli_bench import config_from_args
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncloop._bench._runner import _git_state
+from asyncloop._bench._provenance import git_state
 
 PACKAGE = Path(__file__).resolve().parents[1] / "asyncloop"
 BENCH = PACKAGE / "_bench"
@@ -42,7 +42,7 @@ def _absolute_imports(path: Path) -> list[tuple[str, list[str], int]]:
 
 def test_bench_imports_only_public_names() -> None:
     # GIVEN every module of the benchmark
-    sources = sorted(BENCH.glob("*.py"))
+    sources = sorted(BENCH.rglob("*.py"))
     assert len(sources) > 5
     # WHEN their imports from asyncloop are collected
     private = []
@@ -120,9 +120,9 @@ def test_git_state_reads_a_worktree(tmp_path: Path) -> None:
     assert (worktree / ".git").is_file()
     head = _git(worktree, "rev-parse", "--short", "HEAD")
     # WHEN the bench reads the checkout's state there, clean and then with an edit
-    clean = _git_state(str(worktree))
+    clean = git_state(str(worktree))
     (worktree / "asyncloop" / "x.py").write_text("x = 2\n")
-    dirty = _git_state(str(worktree))
+    dirty = git_state(str(worktree))
     # THEN it names the commit, and marks the edit
     assert (clean, dirty) == (head, f"{head}+dirty")
 
@@ -130,7 +130,7 @@ def test_git_state_reads_a_worktree(tmp_path: Path) -> None:
 def test_git_state_is_none_outside_a_checkout(tmp_path: Path) -> None:
     # GIVEN a directory with no .git beside the package (an installed wheel's site-packages)
     # WHEN the bench reads its state THEN there is none
-    assert _git_state(str(tmp_path)) is None
+    assert git_state(str(tmp_path)) is None
 
 
 # -- the wheel -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ A parameter left as None takes its target's default (`TARGET_DEFAULTS`), so ``as
 with no flags is the default sweep: the fake target under the ``aws-like`` latency profile,
 max-in-flight 1..256 at two receiver counts, each run sized to last about `run_seconds`, then
 real HTTP on moto at the settings moto's ceiling allows (`http_check`). The sweep is the
-product of `receivers` x `max_in_flight` x `batch_size`.
+product of `receivers` x `max_in_flight` x `batch_size` x `transport`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ __all__ = (
     "BASELINES",
     "TARGETS",
     "TARGET_DEFAULTS",
+    "TRANSPORTS",
     "BenchConfig",
     "BenchError",
     "LatencyModel",
     "Setting",
+    "default_transport",
     "parse_int_list",
     "parse_names",
 )
@@ -37,6 +39,9 @@ BASELINES: Final[tuple[str, ...]] = ("seed-sequential", "naive-gather", "node-sq
 # node-sqs-consumer (asyncloop/_bench/_node_baseline.py) runs on the fauxqs target only: the
 # others' default.
 _PYTHON_BASELINES: Final = BASELINES[:2]
+# The consumer's data-plane transports (`asyncloop.AwsConfig.transport`); results written before
+# the bench recorded a setting's transport were measured on the first.
+TRANSPORTS: Final[tuple[str, ...]] = ("sdk", "lean")
 # The aws target refuses more than this many messages per run (cost and quota guard).
 AWS_MESSAGE_CAP: Final = 10_000
 # Lognormal: p99 = p50 * exp(Z99 * sigma).
@@ -45,6 +50,14 @@ _Z99: Final = 2.3263478740408408
 
 class BenchError(ValueError):
     """A bad benchmark parameter or an unusable target; the CLI exits 2 with its message."""
+
+
+def default_transport() -> str:
+    """The transport a run uses when it names none: `asyncloop.AwsConfig`'s default, so the
+    bench follows the library when that default changes."""
+    from asyncloop import AwsConfig
+
+    return AwsConfig().transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +118,22 @@ class LatencyModel:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Setting:
-    """One point of the sweep: receivers, max in flight, batch size."""
+    """One point of the sweep: receivers, max in flight, batch size, and the consumer's
+    transport (``sdk`` when not given: what a setting read from older results used)."""
 
     receivers: int
     max_in_flight: int
     batch_size: int
+    transport: str = TRANSPORTS[0]
 
     @property
     def label(self) -> str:
+        """``R=8 C=256 B=10``: the setting without its transport."""
         return f"R={self.receivers} C={self.max_in_flight} B={self.batch_size}"
+
+    def name(self, *, with_transport: bool) -> str:
+        """`label`, and ``R=8 C=256 B=10 lean`` `with_transport` (a sweep of several)."""
+        return f"{self.label} {self.transport}" if with_transport else self.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +186,9 @@ class BenchConfig:
     worker_ms: float | None = None
     """Overrides the profile's worker duration, added to RequestResponse invokes."""
     invocation_type: Literal["Event", "RequestResponse"] = "Event"
+    transport: tuple[str, ...] | None = None
+    """The consumer's transports to sweep (`TRANSPORTS`); None: `default_transport()`. More
+    than the default applies to the HTTP targets only: the fake's queue is in memory."""
     repeats: int = 1
     http_check: str | None = None
     """With the fake target: also run the sweep's settings on this HTTP target (``moto``)
@@ -220,6 +243,7 @@ class BenchConfig:
                     raise BenchError(
                         f"{name.replace('_', '-')} values must be in {low}..{high}, got {value}"
                     )
+        self._check_transport()
         if self.delete_by not in ("consumer", "worker"):
             raise BenchError(f"delete-by must be consumer or worker, got {self.delete_by!r}")
         from ._latency_profiles import get_profile
@@ -266,6 +290,25 @@ class BenchConfig:
         if self.wait_time_seconds is not None and not 0 <= self.wait_time_seconds <= 20:
             raise BenchError(f"wait_time_seconds must be in 0..20, got {self.wait_time_seconds}")
 
+    def _check_transport(self) -> None:
+        if self.transport is None:
+            return
+        if not self.transport:
+            raise BenchError(f"transport must list one or more of {', '.join(TRANSPORTS)}")
+        for name in self.transport:
+            if name not in TRANSPORTS:
+                raise BenchError(
+                    f"transport must be a comma-separated list of {', '.join(TRANSPORTS)}, "
+                    f"got {name!r}"
+                )
+        default = default_transport()
+        if self.target == "fake" and tuple(self.transport) != (default,):
+            raise BenchError(
+                "transport applies to the moto, fauxqs and aws targets, where the consumer "
+                f"calls SQS and Lambda over HTTP; the fake target's queue is in memory (its only "
+                f"transport is the default, {default}), got {','.join(self.transport)}"
+            )
+
     def resolved(self) -> BenchConfig:
         """A copy with every None parameter replaced by the target's default."""
         d = TARGET_DEFAULTS[self.target]
@@ -278,6 +321,7 @@ class BenchConfig:
             receivers=self.receivers or d.receivers,
             max_in_flight=self.max_in_flight or d.max_in_flight,
             batch_size=self.batch_size or d.batch_size,
+            transport=self.transport or (default_transport(),),
             baselines=(
                 self.baselines
                 if self.baselines is not None
@@ -318,16 +362,24 @@ class BenchConfig:
         return self.messages
 
     def settings(self) -> list[Setting]:
-        """The sweep: every receivers x max_in_flight x batch_size, in that order."""
+        """The sweep: every receivers x max_in_flight x batch_size x transport, in that order
+        (a setting's transports side by side)."""
         assert self.receivers, "call resolved() first"
         assert self.max_in_flight, "call resolved() first"
         assert self.batch_size, "call resolved() first"
+        assert self.transport, "call resolved() first"
         return [
-            Setting(r, c, b)
+            Setting(r, c, b, t)
             for r in self.receivers
             for c in self.max_in_flight
             for b in self.batch_size
+            for t in self.transport
         ]
+
+    @property
+    def several_transports(self) -> bool:
+        """Whether the sweep has more than one transport: its labels then name each one's."""
+        return len(self.transport or ()) > 1
 
 
 def parse_int_list(text: str, *, flag: str) -> tuple[int, ...]:
@@ -342,17 +394,19 @@ def parse_int_list(text: str, *, flag: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def parse_names(text: str, *, flag: str, choices: Sequence[str]) -> tuple[str, ...]:
-    """``"none"`` -> (); ``"a,b"`` -> ("a", "b"), each one of `choices`."""
-    if text.strip().lower() == "none":
+def parse_names(
+    text: str, *, flag: str, choices: Sequence[str], allow_none: bool = True
+) -> tuple[str, ...]:
+    """``"none"`` -> () (when `allow_none`); ``"a,b"`` -> ("a", "b"), each one of `choices`."""
+    if allow_none and text.strip().lower() == "none":
         return ()
+    expected = (
+        "none or " if allow_none else ""
+    ) + f"a comma-separated list of {', '.join(choices)}"
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     for name in names:
         if name not in choices:
-            raise BenchError(
-                f"{flag} must be none or a comma-separated list of {', '.join(choices)}, "
-                f"got {name!r}"
-            )
+            raise BenchError(f"{flag} must be {expected}, got {name!r}")
     if not names:
-        raise BenchError(f"{flag} must be none or a list of {', '.join(choices)}, got {text!r}")
+        raise BenchError(f"{flag} must be {expected}, got {text!r}")
     return names

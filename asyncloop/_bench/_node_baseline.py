@@ -28,8 +28,9 @@ end; API calls are counted in Node by operation.
 The packages are pinned in ``asyncloop/_bench/node/package.json`` and ``package-lock.json``:
 sqs-consumer 14.2.8 (the newest whose ``engines`` allows Node 20; 15.x needs Node 22) and AWS SDK v3
 clients. `ensure_node_baseline` installs them once (``npm ci``) into a cache directory, under a
-lock, as `asyncloop.testing.ensure_fauxqs` installs fauxqs. Without Node >= 20 and npm the
-baseline is skipped with a message (`unavailable_reason`).
+lock, with `asyncloop.testing.npm_install`, as `asyncloop.testing.ensure_fauxqs` installs
+fauxqs. Without Node >= 20 and npm the baseline is skipped with a message
+(`unavailable_reason`).
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -51,6 +51,7 @@ import anyio
 import anyio.to_thread
 
 from asyncloop import Stats
+from asyncloop.testing import npm_install
 
 from ._config import BenchConfig, BenchError, Setting
 from ._workload import Tracker
@@ -132,22 +133,6 @@ def _manifest_digest() -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _install_lock(root: Path) -> Iterator[None]:
-    # Parallel test workers share the cache: one installs, the others wait for it.
-    with (root / ".install.lock").open("a+b") as lock_file:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock, npm's own locking has to do.
-            yield
-            return
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
-
-
 def _installed(root: Path, digest: str) -> bool:
     try:
         return (root / _STAMP).read_text(encoding="ascii").strip() == digest and (
@@ -180,36 +165,25 @@ def ensure_node_baseline(cache_dir: str | os.PathLike[str] | None = None) -> Pat
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     digest = _manifest_digest()
-    root.mkdir(parents=True, exist_ok=True)
-    with _install_lock(root):
-        if not _installed(root, digest):
-            npm = shutil.which("npm")
-            if npm is None or shutil.which("node") is None:
-                raise BenchError(f"the {NODE_BASELINE} baseline needs Node.js >= 20 and npm")
-            for name in _MANIFESTS:
-                shutil.copyfile(_SOURCE_DIR / name, root / name)
-            (root / _STAMP).unlink(missing_ok=True)
-            command = [
-                npm,
-                "ci",
-                "--no-audit",
-                "--no-fund",
-                "--ignore-scripts",
-                "--loglevel=error",
-            ]
-            try:
-                completed = subprocess.run(
-                    command, cwd=root, capture_output=True, text=True, timeout=600, check=False
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise BenchError(f"`{' '.join(command)}` in {root} failed: {exc}") from exc
-            if completed.returncode != 0:
-                raise BenchError(
-                    f"`{' '.join(command)}` in {root} exited with {completed.returncode}:\n"
-                    f"{completed.stderr.strip()[-2000:]}"
-                )
-            (root / _STAMP).write_text(digest + "\n", encoding="ascii")
-        return _copy_script(root)
+
+    def copy_manifests() -> None:
+        for name in _MANIFESTS:
+            shutil.copyfile(_SOURCE_DIR / name, root / name)
+        (root / _STAMP).unlink(missing_ok=True)
+
+    def write_stamp() -> None:
+        (root / _STAMP).write_text(digest + "\n", encoding="ascii")
+
+    npm_install(
+        root,
+        ["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+        installed=lambda: _installed(root, digest),
+        error=BenchError,
+        missing=f"the {NODE_BASELINE} baseline needs Node.js >= 20 and npm",
+        prepare=copy_manifests,
+        finish=write_stamp,
+    )
+    return _copy_script(root)
 
 
 class NodeConsumer:

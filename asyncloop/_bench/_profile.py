@@ -19,7 +19,7 @@ import sys
 from collections import defaultdict
 
 from ._config import BenchConfig, LatencyModel, Setting, parse_int_list
-from ._runner import CONTENDER, _measure
+from ._measure import CONTENDER, measure
 from ._targets import make_target
 
 
@@ -43,9 +43,9 @@ def _group(filename: str) -> str:
 async def _run(config: BenchConfig, setting: Setting, profiler: cProfile.Profile) -> None:
     target = make_target(config)
     async with target:
-        await _measure(target, config, CONTENDER, setting, min(config.n, 2000), -1)
+        await measure(target, config, CONTENDER, setting, min(config.n, 2000), -1)
         profiler.enable()
-        run = await _measure(target, config, CONTENDER, setting, config.n, 0)
+        run = await measure(target, config, CONTENDER, setting, config.n, 0)
         profiler.disable()
     print(
         f"{run.succeeded} messages, {run.msgs_s:,.0f} msgs/s, "

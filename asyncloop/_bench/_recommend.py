@@ -3,9 +3,10 @@
 The rule (`recommend`): among the sweep's points, take the best median throughput; every point
 within `tolerance` (5%) of it is "as good"; recommend the smallest of those, ordered by
 max-in-flight, then receivers, then batch size (less concurrency: fewer messages at risk in a
-crash, fewer connections, smaller bills for the downstream). Incomplete runs count only when
-no run is complete. Repeats' noise is what the tolerance absorbs: a best point that beats the
-rest by less than 5% does not win over a smaller setting.
+crash, fewer connections, smaller bills for the downstream); of one setting measured on two
+transports, the faster. Incomplete runs count only when no run is complete. Repeats' noise is
+what the tolerance absorbs: a best point that beats the rest by less than 5% does not win over
+a smaller setting.
 
 The ceilings (`ceilings`) are what bound a setting's rate, each an estimate:
 
@@ -72,7 +73,9 @@ def recommend(points: Sequence[Point], *, tolerance: float = TOLERANCE) -> Recom
     best = max(pool, key=lambda p: (p.msgs_s, tuple(-v for v in _size(p))))
     floor = (1 - tolerance) * best.msgs_s
     good = [p for p in pool if p.msgs_s >= floor]
-    return Recommendation(point=min(good, key=_size), best=best, tolerance=tolerance)
+    # One setting on two transports: the faster of the two.
+    chosen = min(good, key=lambda p: (*_size(p), -p.msgs_s))
+    return Recommendation(point=chosen, best=best, tolerance=tolerance)
 
 
 def ceilings(

@@ -5,8 +5,6 @@
 - `CountingQueue` and `TrackingDispatcher` wrap the target's queue and Lambda dispatcher and
   count API calls by operation outside the contender, so the consumer and the baselines are
   counted by the same code.
-- `BenchFakeQueue` is the fake target's queue (`asyncloop.testing.FakeQueue`) with bounded
-  memory on long runs.
 """
 
 from __future__ import annotations
@@ -14,14 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 from asyncloop import BatchEntryFailure, Dispatcher, Message, Queue
-from asyncloop.testing import FakeQueue
 
 __all__ = (
     "BODY_BYTES",
-    "BenchFakeQueue",
     "CountingQueue",
     "Tracker",
     "TrackingDispatcher",
@@ -131,25 +127,3 @@ class TrackingDispatcher:
         tracker.calls["Invoke"] += 1
         await self.inner.dispatch(message)
         tracker.succeeded()
-
-
-class BenchFakeQueue(FakeQueue):
-    """`FakeQueue` whose memory stays bounded on runs of millions of messages.
-
-    FakeQueue keeps a deleted message referenced from its visibility heap until the message's
-    visibility timeout passes, so its memory grows with rate x timeout (about 600 bytes a
-    message: 36 MB at 60,000 msgs/s and 1 s). This subclass drops deleted entries from the heap
-    when they outnumber the live messages, which keeps peak RSS a measure of the consumer.
-    """
-
-    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> list[BatchEntryFailure]:
-        failures = await super().delete_batch(entries)
-        # FakeQueue's private heap and index: compact in O(n), amortised O(1) per delete.
-        heap: list[tuple[float, int, Any]] = self._invisible
-        if len(heap) > 2 * len(self._messages) + 1024:
-            import heapq
-
-            live = [entry for entry in heap if not entry[2].deleted]
-            heapq.heapify(live)
-            self._invisible = live
-        return failures

@@ -1,5 +1,6 @@
 """Test helpers: in-memory SQS and Lambda fakes with real semantics, fault injection, and
-local servers (moto, fauxqs, a Lambda Invoke endpoint, a fault-injecting HTTP proxy).
+local servers (moto, fauxqs, a Lambda Invoke endpoint, a fault-injecting HTTP proxy), and
+`npm_install`, which installs npm packages once into a cache shared by parallel processes.
 
 Use them to test your own handlers without AWS::
 
@@ -26,6 +27,7 @@ from ._fauxqs import node_available as node_available
 from ._lambda_server import Invocation as Invocation
 from ._lambda_server import LambdaServer as LambdaServer
 from ._moto import MotoServer as MotoServer
+from ._npm import npm_install as npm_install
 
 __all__ = (
     "FAUXQS_VERSION",
@@ -42,4 +44,5 @@ __all__ = (
     "MotoServer",
     "ensure_fauxqs",
     "node_available",
+    "npm_install",
 )

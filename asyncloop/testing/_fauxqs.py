@@ -32,7 +32,6 @@ as real SQS does; the modeled exception class is named after the JSON code:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -42,7 +41,6 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
@@ -52,6 +50,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from .._exceptions import AsyncloopError, ClosedError
+from ._npm import npm_install
 
 __all__ = (
     "FAUXQS_VERSION",
@@ -116,46 +115,26 @@ def _installed_version(package_dir: Path) -> str | None:
     return version if isinstance(version, str) else None
 
 
-@contextlib.contextmanager
-def _install_lock(cache_dir: Path) -> Iterator[None]:
-    # Parallel test workers share the cache: one installs, the others wait for it.
-    with (cache_dir / ".install.lock").open("a+b") as lock_file:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock, npm's own locking has to do.
-            yield
-            return
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
-
-
 def ensure_fauxqs(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Install fauxqs `FAUXQS_VERSION` into `cache_dir` unless it is there; return its package dir.
 
     `cache_dir` defaults to `default_cache_dir`. Runs
     ``npm install --no-audit --no-fund --save-exact --ignore-scripts fauxqs@1.9.2`` there
-    (blocking, once). Raises `FauxqsError` when node or npm is missing or npm fails.
+    (blocking, once, under `npm_install`'s lock). Raises `FauxqsError` when node or npm is
+    missing or npm fails.
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     package_dir = root / "node_modules" / "fauxqs"
-    if _installed_version(package_dir) == FAUXQS_VERSION:
-        return package_dir
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        raise FauxqsError(_INSTALL_HINT)
-    root.mkdir(parents=True, exist_ok=True)
-    with _install_lock(root):
-        if _installed_version(package_dir) == FAUXQS_VERSION:
-            return package_dir
+
+    def write_manifest() -> None:
         manifest = root / "package.json"
         if not manifest.exists():
             # Without a package.json here, npm installs into the nearest parent that has one.
             manifest.write_text('{"private": true}\n', encoding="utf-8")
-        command = [
-            npm,
+
+    npm_install(
+        root,
+        [
             "install",
             "--no-audit",
             "--no-fund",
@@ -163,18 +142,12 @@ def ensure_fauxqs(cache_dir: str | os.PathLike[str] | None = None) -> Path:
             "--ignore-scripts",
             "--loglevel=error",
             f"fauxqs@{FAUXQS_VERSION}",
-        ]
-        try:
-            completed = subprocess.run(
-                command, cwd=root, capture_output=True, text=True, timeout=600, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise FauxqsError(f"`{' '.join(command)}` in {root} failed: {exc}") from exc
-        if completed.returncode != 0:
-            raise FauxqsError(
-                f"`{' '.join(command)}` in {root} exited with {completed.returncode}:\n"
-                f"{completed.stderr.strip()[-2000:]}"
-            )
+        ],
+        installed=lambda: _installed_version(package_dir) == FAUXQS_VERSION,
+        error=FauxqsError,
+        missing=_INSTALL_HINT,
+        prepare=write_manifest,
+    )
     installed = _installed_version(package_dir)
     if installed != FAUXQS_VERSION:
         raise FauxqsError(f"npm installed fauxqs {installed!r} in {root}, not {FAUXQS_VERSION}")

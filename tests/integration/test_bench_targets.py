@@ -17,11 +17,12 @@ import pytest
 from _moto import AdminClients
 
 from asyncloop._bench._config import BenchConfig, LatencyModel
-from asyncloop._bench._report import format_table, load_results, validate
+from asyncloop._bench._report import load_results, validate
 from asyncloop._bench._runner import run_bench
+from asyncloop._bench._tables import format_table
 from asyncloop._bench._targets import AwsTarget, Target
 from asyncloop._cli_bench import register
-from asyncloop.testing._fauxqs import node_available
+from asyncloop.testing import node_available
 
 pytestmark = [pytest.mark.integration]
 
@@ -103,6 +104,52 @@ async def test_fauxqs_target_end_to_end(aws_credentials: None) -> None:
     table = format_table(doc).splitlines()
     assert any(line.startswith("node-sqs-consumer 1x10 ") for line in table)
     assert max(len(line) for line in table) <= 120
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not node_available(), reason="fauxqs needs Node.js >= 20 and npm on PATH")
+async def test_fauxqs_sweeps_both_transports_beside_both_floors(aws_credentials: None) -> None:
+    # GIVEN a tiny sweep on fauxqs over both transports, the queue each run got recorded
+    config = tiny("fauxqs", transport=("sdk", "lean"), baselines=(), messages=30)
+    queues: list[tuple[str, str]] = []
+
+    def hook(target: Target) -> None:
+        original = target.run_env
+
+        @contextlib.asynccontextmanager
+        async def run_env(n: int, tracker: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async with original(n, tracker, **kwargs) as env:
+                queues.append((kwargs["transport"], type(env.queue.inner).__name__))
+                yield env
+
+        target.run_env = run_env  # type: ignore[method-assign]
+
+    # WHEN it runs
+    with anyio.fail_after(120):
+        doc = await run_bench(config, progress_stream=io.StringIO(), on_target=hook)
+    # THEN there is a row per transport, each consumed every message
+    validate(doc)
+    assert doc["parameters"]["transport"] == ["sdk", "lean"]
+    rows = {r["setting"]["transport"]: r for r in doc["results"]}
+    assert sorted(rows) == ["lean", "sdk"]
+    assert [r["label"] for r in doc["results"]] == ["R=2 C=8 B=10 sdk", "R=2 C=8 B=10 lean"]
+    for row in rows.values():
+        assert row["runs"][0]["complete"] is True
+        assert row["runs"][0]["succeeded"] == 30
+        assert row["summary"]["cpu_s_per_1k"] > 0
+    # AND each run's consumer used the queue the wiring builds for its transport (warm-ups too)
+    assert set(queues) == {("sdk", "SqsQueue"), ("lean", "LeanQueue")}
+    # AND both CPU floors were measured in the same run, and the table shows them by the rows
+    for transport in ("sdk", "lean"):
+        floor = doc["calibration"][f"{transport}_floor"]
+        assert floor["transport"] == transport
+        assert floor["us_per_message"] > 0
+        assert floor["invoke_us_per_call"] > 0
+    table = format_table(doc).splitlines()
+    assert any(line.startswith("R=2 C=8 B=10 lean ") for line in table)
+    assert any(line.startswith("floor lean: ") for line in table)
+    assert any(line.startswith("floor sdk: ") for line in table)
+    assert max(len(line) for line in table) <= 120, max(table, key=len)
 
 
 def test_aws_target_through_the_cli_leaves_nothing_behind(
@@ -218,8 +265,8 @@ async def test_aws_target_cancelled_mid_run_leaves_nothing_behind(
         original = target.run_env
 
         @contextlib.asynccontextmanager
-        async def run_env(n: int, tracker: Any) -> AsyncIterator[Any]:
-            async with original(n, tracker) as env:
+        async def run_env(n: int, tracker: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async with original(n, tracker, **kwargs) as env:
                 running.set()
                 yield env
 
