@@ -30,8 +30,13 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Thing: a\r\n\r\nhello"
 Script = Callable[[int], tuple[bytes, bool]]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    # uvloop too (`--event-loop uvloop`): its create_connection may return before the
+    # protocol's connection_made has run
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        return ("asyncio", {"loop_factory": uvloop.new_event_loop})
     return "asyncio"
 
 

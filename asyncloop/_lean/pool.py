@@ -85,8 +85,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio's callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:
@@ -252,7 +251,7 @@ class HttpPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, connection = await loop.create_connection(
+                transport, connection = await loop.create_connection(
                     lambda: _Connection(loop),
                     self._host,
                     self._port,
@@ -267,6 +266,9 @@ class HttpPool:
             raise TlsError(f"TLS with {self._url} failed: {exc}") from exc
         except OSError as exc:
             raise ConnectError(f"could not connect to {self._url}: {exc}") from exc
+        # uvloop may return before it called connection_made: the transport is this one
+        if connection.transport is None:
+            connection.transport = transport
         return connection
 
     async def aclose(self) -> None:
