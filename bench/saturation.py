@@ -260,7 +260,8 @@ def _report(results: Mapping[Setting, Runs], args: argparse.Namespace) -> None:
 async def _main(args: argparse.Namespace) -> None:
     import aioboto3
 
-    from asyncloop._bench._targets import _ChildServer, proc_cpu_seconds
+    from asyncloop._bench._targets import proc_cpu_seconds
+    from asyncloop._bench._targets.child_server import ChildServer
     from asyncloop.testing import FauxqsServer
 
     settings = [
@@ -268,7 +269,7 @@ async def _main(args: argparse.Namespace) -> None:
         for t, p, e in itertools.product(args.transports, args.processes, args.event_loops)
     ]
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    lambda_server = _ChildServer("lambda", [f"{args.invoke_ms:g}"])
+    lambda_server = ChildServer("lambda", [f"{args.invoke_ms:g}"])
     lambda_server.start()
     try:
         with FauxqsServer() as fauxqs:
