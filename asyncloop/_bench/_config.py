@@ -5,6 +5,9 @@ with no flags is the default sweep: the fake target under the ``aws-like`` laten
 max-in-flight 1..256 at two receiver counts, each run sized to last about `run_seconds`, then
 real HTTP on moto at the settings moto's ceiling allows (`http_check`). The sweep is the
 product of `receivers` x `max_in_flight` x `batch_size` x `transport`.
+
+A little over the 400-line guide (about 410): `BenchConfig`'s fields, their checks and the
+target defaults they resolve against are one table, read together.
 """
 
 from __future__ import annotations
