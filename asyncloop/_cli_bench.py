@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--transport",
         metavar="LIST",
         help="the consumer's transports to sweep: sdk, lean or sdk,lean (moto, fauxqs and aws "
-        "only; default: asyncloop's, sdk)",
+        "only; default: asyncloop's, lean)",
     )
     parser.add_argument(
         "--invocation-type",
