@@ -209,6 +209,47 @@ def test_the_sdk_ceiling_line_names_where_the_floor_was_measured(
     assert "SDK CPU (measured on fauxqs)" in text
 
 
+@pytest.mark.parametrize(
+    ("lean_share", "sdk_share", "expected", "absent"),
+    [
+        # the recommended setting's own transport binds: its line, naming that transport
+        (0.5, 0.25, "one core's CPU on the lean transport (measured on fauxqs) caps", "aioboto3"),
+        # only the sdk transport would bind: said as what --transport sdk would do
+        (
+            4.0,
+            0.5,
+            "with --transport sdk (aioboto3), one core's SDK CPU (measured on fauxqs)",
+            None,
+        ),
+        # neither binds: no CPU line at all
+        (4.0, 2.0, None, "one core"),
+    ],
+)
+def test_the_cpu_ceiling_line_follows_the_recommended_settings_transport(
+    fake_doc: dict[str, Any],
+    lean_share: float,
+    sdk_share: float,
+    expected: str | None,
+    absent: str | None,
+) -> None:
+    # GIVEN a recommendation on the lean transport and both transports' one-core ceilings
+    doc = on_fauxqs(fake_doc, ("sdk", "lean"))
+    rec = doc["recommendation"]
+    rec["setting"]["transport"] = "lean"
+    rec["sdk_cpu_ceiling_msgs_s"] = rec["msgs_s"] * sdk_share
+    rec["cpu_ceilings_msgs_s"] = {
+        "sdk": rec["msgs_s"] * sdk_share,
+        "lean": rec["msgs_s"] * lean_share,
+    }
+    # WHEN the recommendation is written
+    text = " ".join(line.strip() for line in recommendation_lines(doc))
+    # THEN the CPU line is the one for the ceiling that binds, or none
+    if expected is not None:
+        assert expected in text
+    if absent is not None:
+        assert absent not in text
+
+
 def test_the_plot_draws_a_line_per_transport(fake_doc: dict[str, Any], tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     doc = on_fauxqs(fake_doc, ("sdk", "lean"))

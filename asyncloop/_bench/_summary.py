@@ -322,10 +322,15 @@ def _recommendation(
     if chosen is None:
         return None
     summary = points[chosen.point.setting][1]["summary"]
-    sdk_ceiling = None
-    floor = ((check or {}).get("calibration") or calibration).get("sdk_floor")
-    if floor and floor.get("us_per_message"):
-        sdk_ceiling = round(1e6 / float(floor["us_per_message"]), 1)
+    # One core's CPU limit per transport whose floor was measured (the HTTP check's
+    # calibration when there is one: the fake target has no AWS calls to measure)
+    measured = (check or {}).get("calibration") or calibration
+    ceilings: dict[str, float] = {}
+    for transport in ("sdk", "lean"):
+        floor = measured.get(f"{transport}_floor")
+        if floor and floor.get("us_per_message"):
+            ceilings[transport] = round(1e6 / float(floor["us_per_message"]), 1)
+    sdk_ceiling = ceilings.get("sdk")
     emulator = ((check or {}).get("calibration") or calibration).get("emulator_ceiling")
     return {
         "rule": "the smallest setting (by max in flight, then receivers, then batch size) "
@@ -339,5 +344,6 @@ def _recommendation(
         "best_msgs_s": chosen.best.msgs_s,
         "bound": summary["bound"],
         "sdk_cpu_ceiling_msgs_s": sdk_ceiling,
+        "cpu_ceilings_msgs_s": ceilings,
         "emulator_ceiling_msgs_s": None if not emulator else emulator.get("msgs_s"),
     }

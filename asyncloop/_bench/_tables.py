@@ -188,18 +188,31 @@ def recommendation_lines(doc: dict[str, Any]) -> list[str]:
     if bound:
         line += f"; bounded by {bound['name']} ({fmt(bound['msgs_s'])} msgs/s)"
     lines = textwrap.wrap(line, width=WIDTH, subsequent_indent="  ")
+    # The floors come from the HTTP check's calibration when there is one (the default).
+    check = doc.get("http_check") or {}
+    where = (check.get("target") or {}).get("name") or doc["parameters"]["target"]
     sdk = rec.get("sdk_cpu_ceiling_msgs_s")
-    if sdk and sdk < rec["msgs_s"] * 1.05:
-        # The floor comes from the HTTP check's calibration when there is one (the default).
-        check = doc.get("http_check") or {}
-        where = (check.get("target") or {}).get("name") or doc["parameters"]["target"]
-        lines += textwrap.wrap(
-            f"on AWS with aioboto3, one core's SDK CPU (measured on {where}) caps a process near "
-            f"{fmt(sdk)} msgs/s: beyond it, add processes, not max-in-flight",
-            width=WIDTH,
-            initial_indent="  ",
-            subsequent_indent="  ",
+    transport = (rec.get("setting") or {}).get("transport") or "sdk"
+    own = (rec.get("cpu_ceilings_msgs_s") or {}).get(transport) if transport != "sdk" else None
+    binds = rec["msgs_s"] * 1.05
+    text = None
+    if own and own < binds:
+        text = (
+            f"on AWS, one core's CPU on the {transport} transport (measured on {where}) caps a "
+            f"process near {fmt(own)} msgs/s: beyond it, add processes, not max-in-flight"
         )
+    elif own and sdk and sdk < binds:
+        text = (
+            f"with --transport sdk (aioboto3), one core's SDK CPU (measured on {where}) would cap "
+            f"a process near {fmt(sdk)} msgs/s; on the {transport} transport near {fmt(own)}"
+        )
+    elif sdk and sdk < binds:
+        text = (
+            f"on AWS with aioboto3, one core's SDK CPU (measured on {where}) caps a process near "
+            f"{fmt(sdk)} msgs/s: beyond it, add processes, not max-in-flight"
+        )
+    if text is not None:
+        lines += textwrap.wrap(text, width=WIDTH, initial_indent="  ", subsequent_indent="  ")
     return lines
 
 

@@ -16,6 +16,7 @@ import anyio
 import pytest
 from _moto import AdminClients
 
+import asyncloop
 from asyncloop._bench._config import BenchConfig, LatencyModel
 from asyncloop._bench._report import load_results, validate
 from asyncloop._bench._runner import run_bench
@@ -320,3 +321,7 @@ async def test_the_http_check_runs_on_moto_only_below_its_ceiling(aws_credential
     # AND the recommendation comes from the fake sweep, with the SDK's CPU from moto
     assert doc["recommendation"]["label"] == "R=1 C=256 B=10"
     assert doc["recommendation"]["sdk_cpu_ceiling_msgs_s"] > 0
+    # and one core's ceiling of each transport whose floor moto measured, the default's too
+    ceilings = doc["recommendation"]["cpu_ceilings_msgs_s"]
+    assert ceilings["sdk"] == doc["recommendation"]["sdk_cpu_ceiling_msgs_s"]
+    assert ceilings[asyncloop.AwsConfig().transport] > 0
