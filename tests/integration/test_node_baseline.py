@@ -30,6 +30,7 @@ from asyncloop._bench._config import BenchConfig, BenchError, Setting
 from asyncloop._bench._latency_profiles import PROFILES
 from asyncloop._bench._node_baseline import (
     NODE_BASELINE,
+    NodeConsumer,
     baseline_setting,
     default_cache_dir,
     ensure_node_baseline,
@@ -97,6 +98,44 @@ async def messages_left(sqs: Any, url: str) -> int:
     )
 
 
+# One sqs-consumer instance of batch 10, as most of these runs use.
+_ONE_INSTANCE = Setting(1, 10, 10)
+
+
+async def _consume(
+    url: str,
+    sqs_endpoint: str,
+    lambda_endpoint: str,
+    expected: int,
+    *,
+    setting: Setting = _ONE_INSTANCE,
+    tracker: Tracker | None = None,
+    stats: Stats | None = None,
+    delete_by: str = "consumer",
+    **options: Any,
+) -> NodeConsumer:
+    """Run the node baseline on `url` (long polls of 1 s) until `expected` succeeded, within
+    90 s; the finished consumer, for its calls and CPU."""
+    with anyio.fail_after(90):
+        async with open_node_consumer(
+            queue_url=url,
+            sqs_endpoint=sqs_endpoint,
+            lambda_endpoint=lambda_endpoint,
+            function_name=FUNCTION,
+            region=REGION,
+            setting=setting,
+            expected=expected,
+            delete_by=delete_by,
+            wait_time_seconds=1,
+            **options,
+        ) as node:
+            await node.run(
+                tracker=tracker if tracker is not None else Tracker(expected),
+                stats=stats if stats is not None else Stats(),
+            )
+    return node
+
+
 @needs_node
 @pytest.mark.asyncio
 async def test_every_message_is_invoked_and_deleted_and_the_queue_is_empty(
@@ -108,19 +147,15 @@ async def test_every_message_is_invoked_and_deleted_and_the_queue_is_empty(
         tracker = Tracker(MESSAGES)
         stats = Stats()
         # WHEN the node baseline consumes them with 2 instances of batch 10
-        with anyio.fail_after(90):
-            async with open_node_consumer(
-                queue_url=url,
-                sqs_endpoint=fauxqs.endpoint_url,
-                lambda_endpoint=lambda_server.endpoint_url,
-                function_name=FUNCTION,
-                region=REGION,
-                setting=Setting(2, 20, 10),
-                expected=MESSAGES,
-                delete_by="consumer",
-                wait_time_seconds=1,
-            ) as node:
-                await node.run(tracker=tracker, stats=stats)
+        node = await _consume(
+            url,
+            fauxqs.endpoint_url,
+            lambda_server.endpoint_url,
+            MESSAGES,
+            setting=Setting(2, 20, 10),
+            tracker=tracker,
+            stats=stats,
+        )
         recorded = list(lambda_server.recorded or ())
     # THEN every message was invoked at least once, as an Event with the seed's payload
     bodies = Counter(invocation.decoded()["Records"][0]["sqs"]["Body"] for invocation in recorded)
@@ -155,19 +190,7 @@ async def test_every_sqs_call_it_makes_gets_the_profile_latency_at_the_proxy(
         LambdaServer(functions=[FUNCTION]) as lambda_server,
     ):
         # WHEN the node baseline consumes through the proxy, as the fauxqs target routes it
-        with anyio.fail_after(90):
-            async with open_node_consumer(
-                queue_url=url,
-                sqs_endpoint=proxy.endpoint_url,
-                lambda_endpoint=lambda_server.endpoint_url,
-                function_name=FUNCTION,
-                region=REGION,
-                setting=Setting(1, 10, 10),
-                expected=40,
-                delete_by="consumer",
-                wait_time_seconds=1,
-            ) as node:
-                await node.run(tracker=Tracker(40), stats=Stats())
+        node = await _consume(url, proxy.endpoint_url, lambda_server.endpoint_url, 40)
         delayed = dict(proxy.delayed)
     # THEN every SQS call Node made (its one DeleteMessage per message included) was held
     sqs_calls = {op: n for op, n in node.calls.items() if op != "Invoke"}
@@ -183,20 +206,13 @@ async def test_it_invokes_with_the_runs_invocation_type(fauxqs: FauxqsServer, sq
     url = await queue_with(sqs, "node-baseline-sync", 20)
     async with LambdaServer(functions=[FUNCTION], record_payloads=True) as lambda_server:
         # WHEN the node baseline consumes them
-        with anyio.fail_after(90):
-            async with open_node_consumer(
-                queue_url=url,
-                sqs_endpoint=fauxqs.endpoint_url,
-                lambda_endpoint=lambda_server.endpoint_url,
-                function_name=FUNCTION,
-                region=REGION,
-                setting=Setting(1, 10, 10),
-                expected=20,
-                delete_by="consumer",
-                wait_time_seconds=1,
-                invocation_type="RequestResponse",
-            ) as node:
-                await node.run(tracker=Tracker(20), stats=Stats())
+        await _consume(
+            url,
+            fauxqs.endpoint_url,
+            lambda_server.endpoint_url,
+            20,
+            invocation_type="RequestResponse",
+        )
         recorded = list(lambda_server.recorded or ())
     # THEN every invoke was synchronous, as asyncloop's are in that run, and all were deleted
     assert len(recorded) >= 20
@@ -212,21 +228,10 @@ async def test_delete_by_worker_leaves_the_messages_to_the_worker(
     # GIVEN 20 messages and delete-by worker (the seed: the worker function deletes)
     url = await queue_with(sqs, "node-baseline-worker", 20)
     async with LambdaServer(functions=[FUNCTION], record_payloads=True) as lambda_server:
-        stats = Stats()
         # WHEN the node baseline consumes them
-        with anyio.fail_after(90):
-            async with open_node_consumer(
-                queue_url=url,
-                sqs_endpoint=fauxqs.endpoint_url,
-                lambda_endpoint=lambda_server.endpoint_url,
-                function_name=FUNCTION,
-                region=REGION,
-                setting=Setting(1, 10, 10),
-                expected=20,
-                delete_by="worker",
-                wait_time_seconds=1,
-            ) as node:
-                await node.run(tracker=Tracker(20), stats=stats)
+        node = await _consume(
+            url, fauxqs.endpoint_url, lambda_server.endpoint_url, 20, delete_by="worker"
+        )
         invoked = len(lambda_server.recorded or ())
     # THEN all 20 were invoked, none deleted by the consumer: all 20 are still in flight
     assert invoked >= 20
