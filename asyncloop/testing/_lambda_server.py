@@ -14,25 +14,29 @@ aioboto3's lambda client pointed at `endpoint_url` parses its answers as it pars
 Unlike Lambda (and like moto without Docker), Invoke accepts any function name unless
 ``strict_functions=True``: existence is what GetFunction checks.
 
-It binds 127.0.0.1 on a free port and runs on the caller's asyncio event loop.
+It binds 127.0.0.1 on a free port and runs on the caller's event loop, on `HttpServer`
+(httptools, not aiohttp's web server: the benchmark's endpoint shares the cores with the
+consumer it measures; ``_http_server``'s docstring has the figures).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
+from urllib.parse import unquote
 
 import anyio
-from aiohttp import web
 
 from .._exceptions import ClosedError, ConfigError
-from ._loopback import serve_on_loopback
+from ._http_server import HttpServer, Reply, Request
 
 __all__ = ("Invocation", "LambdaServer", "OnInvoke")
 
@@ -44,9 +48,10 @@ ACCOUNT_ID: Final = "123456789012"
 #: JSON-encoded. If it raises, the invocation fails as an unhandled function error.
 OnInvoke = Callable[[str, bytes], object | Awaitable[object]]
 
-_INVOKE_PATH: Final = "/2015-03-31/functions/{name}/invocations"
-_FUNCTION_PATH: Final = "/2015-03-31/functions/{name}"
-_JSON: Final = "application/json"
+_INVOKE_PATH: Final = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
+_FUNCTION_PATH: Final = re.compile(r"/2015-03-31/functions/([^/]+)")
+_JSON: Final = ("Content-Type", "application/json")
+_EXECUTED_VERSION: Final = ("X-Amz-Executed-Version", "$LATEST")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +82,12 @@ def _function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
 
 
-def _error(status: int, code: str, message: str, *, message_key: str = "Message") -> web.Response:
+def _error(status: int, code: str, message: str, *, message_key: str = "Message") -> Reply:
     # Lambda's REST-JSON error: botocore reads the code from x-amzn-ErrorType.
-    return web.Response(
-        status=status,
-        body=json.dumps({"Type": "User", message_key: message}).encode(),
-        content_type=_JSON,
-        headers={"x-amzn-ErrorType": code},
+    return Reply(
+        status,
+        json.dumps({"Type": "User", message_key: message}).encode(),
+        (_JSON, ("x-amzn-ErrorType", code)),
     )
 
 
@@ -144,16 +148,14 @@ class LambdaServer:
         self.recorded: list[Invocation] | None = [] if record_payloads else None
 
         self._waiters: list[tuple[int, anyio.Event]] = []
-        self._closing: anyio.Event | None = None
-        self._runner: web.AppRunner | None = None
-        self._endpoint_url: str | None = None
+        self._http: HttpServer | None = None
 
     @property
     def endpoint_url(self) -> str:
         """``http://127.0.0.1:<port>``; only while the server runs."""
-        if self._endpoint_url is None:
+        if self._http is None:
             raise ClosedError("LambdaServer is not running: use it as `async with`")
-        return self._endpoint_url
+        return self._http.endpoint_url
 
     def add_function(self, name: str) -> str:
         """Register a function so GetFunction finds it; returns its ARN."""
@@ -174,14 +176,11 @@ class LambdaServer:
         await event.wait()
 
     async def __aenter__(self) -> LambdaServer:
-        if self._runner is not None:
+        if self._http is not None:
             raise RuntimeError("LambdaServer is already running")
-        self._closing = anyio.Event()
-        app = web.Application()
-        app.router.add_post(_INVOKE_PATH, self._handle_invoke)
-        app.router.add_get(_FUNCTION_PATH, self._handle_get_function)
-        runner, self._endpoint_url = await serve_on_loopback(app)
-        self._runner = runner
+        http = HttpServer(self._route)
+        await http.__aenter__()
+        self._http = http
         return self
 
     async def __aexit__(
@@ -190,18 +189,27 @@ class LambdaServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runner, self._runner = self._runner, None
-        self._endpoint_url = None
-        if self._closing is not None:
-            self._closing.set()
-        if runner is not None:
-            await runner.cleanup()
+        # Leaving cancels the invokes still sleeping: their callers see the connection close
+        http, self._http = self._http, None
+        if http is not None:
+            await http.__aexit__(exc_type, exc, tb)
+
+    async def _route(self, request: Request) -> Reply:
+        if match := _INVOKE_PATH.fullmatch(request.path):
+            if request.method == "POST":
+                return await self._handle_invoke(unquote(match[1]), request)
+        elif match := _FUNCTION_PATH.fullmatch(request.path):
+            if request.method == "GET":
+                return self._handle_get_function(unquote(match[1]))
+        else:
+            return _error(404, "UnknownOperationException", f"No route for {request.path}")
+        return _error(405, "MethodNotAllowedException", f"{request.method} {request.path}")
 
     async def _sleep_latency(self) -> None:
         delay = self._latency() if callable(self._latency) else self._latency
-        if delay > 0 and self._closing is not None:
-            with anyio.move_on_after(delay):
-                await self._closing.wait()
+        if delay > 0:
+            # asyncio's own: anyio.sleep would look up the running library every invoke
+            await asyncio.sleep(delay)
 
     def _count_invocation(
         self, name: str, invocation_type: str, payload: bytes, failed: bool
@@ -237,11 +245,11 @@ class LambdaServer:
             return result, None
         return json.dumps(result).encode(), None
 
-    async def _handle_invoke(self, request: web.Request) -> web.Response:
+    async def _handle_invoke(self, name_or_arn: str, request: Request) -> Reply:
         self.requests += 1
-        name = _function_name(request.match_info["name"])
-        invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        payload = await request.read()
+        name = _function_name(name_or_arn)
+        invocation_type = request.headers.get("x-amz-invocation-type", "RequestResponse")
+        payload = request.body
         if invocation_type not in ("Event", "RequestResponse", "DryRun"):
             return _error(
                 400,
@@ -254,7 +262,7 @@ class LambdaServer:
                 404, "ResourceNotFoundException", f"Function not found: {_function_arn(name)}"
             )
         if invocation_type == "DryRun":
-            return web.Response(status=204)
+            return Reply(204)
 
         draw = self._random.random()
         await self._sleep_latency()
@@ -274,16 +282,17 @@ class LambdaServer:
             body, error_type = await self._run_function(name, payload)
         self._count_invocation(name, invocation_type, payload, failed=error_type is not None)
 
-        headers = {"X-Amz-Executed-Version": "$LATEST"}
         if invocation_type == "Event":
             # An asynchronous invoke's failure happens after the 202: the caller never sees it.
-            return web.Response(status=202, headers=headers)
+            return Reply(202, headers=(_EXECUTED_VERSION,))
         if error_type is not None:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-        return web.Response(status=200, body=body, content_type=_JSON, headers=headers)
+            return Reply(
+                200, body, (_JSON, _EXECUTED_VERSION, ("X-Amz-Function-Error", "Unhandled"))
+            )
+        return Reply(200, body, (_JSON, _EXECUTED_VERSION))
 
-    async def _handle_get_function(self, request: web.Request) -> web.Response:
-        name = _function_name(request.match_info["name"])
+    def _handle_get_function(self, name_or_arn: str) -> Reply:
+        name = _function_name(name_or_arn)
         arn = _function_arn(name)
         if name not in self._functions:
             return _error(404, "ResourceNotFoundException", f"Function not found: {arn}")
@@ -303,4 +312,4 @@ class LambdaServer:
             "Architectures": ["x86_64"],
         }
         body = {"Configuration": configuration, "Code": {"RepositoryType": "S3", "Location": ""}}
-        return web.json_response(body)
+        return Reply(200, json.dumps(body).encode(), (_JSON,))
