@@ -61,7 +61,15 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "certificates, other retry modes)",
     )
     _option(run, "--receivers", int, defaults.receivers, "concurrent long polls")
-    _option(run, "--max-in-flight", int, defaults.max_in_flight, "messages held at once")
+    _option(run, "--max-in-flight", int, defaults.max_in_flight, "dispatches under way at once")
+    _option(
+        run,
+        "--prefetch",
+        int,
+        defaults.prefetch,
+        "messages held beyond --max-in-flight, so a finished dispatch starts the next at once "
+        "(per process)",
+    )
     _option(run, "--batch-size", int, defaults.batch_size, "messages per receive, 1..10")
     _option(run, "--wait-time-seconds", int, defaults.wait_time_seconds, "long-poll wait, 0..20")
     _option(
@@ -110,6 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         consumer_config = ConsumerConfig.from_env(
             receivers=args.receivers,
             max_in_flight=args.max_in_flight,
+            prefetch=args.prefetch,
             batch_size=args.batch_size,
             wait_time_seconds=args.wait_time_seconds,
             visibility_timeout=args.visibility_timeout,

@@ -42,8 +42,22 @@ class ConsumerConfig:
     high `max_in_flight` fed; each poll asks for at most `batch_size` messages."""
 
     max_in_flight: int = 64
-    """Messages held at once, from receive to dispatch done (1..100000). Default 64. A
-    receive asks only for ``min(batch_size, free capacity)`` and waits while it is zero."""
+    """Dispatches under way at once, and messages held from receive to dispatch done
+    (1..100000). Default 64. With `prefetch`, up to that many more are held. A receive asks
+    only for ``min(batch_size, free capacity)`` and waits while it is zero."""
+
+    prefetch: int = 0
+    """Messages held beyond `max_in_flight`, received ahead so that a finished dispatch
+    starts the next at once rather than after a ReceiveMessage round trip (0..100000).
+    Default 0: no message waits locally for a dispatch slot. A prefetched message waits in
+    the hand-off until a dispatch finishes (about one dispatch's duration): its visibility
+    timeout runs meanwhile and the heartbeat extends it as it does any held message's; a
+    stop dispatches it within `shutdown_grace` or releases it unstarted. Dispatches under
+    way never exceed `max_in_flight` (nor the adaptive limit); held messages are at most
+    the limit plus `prefetch`. Worth about one receive round trip per dispatch: set it to
+    a batch or two (10-20) for short, steady invokes; leave it at 0 for long handlers, FIFO
+    queues with few groups, or several consumers sharing a queue (prefetched messages are
+    invisible to them)."""
 
     batch_size: int = 10
     """MaxNumberOfMessages per receive (1..10). Default 10."""
@@ -171,6 +185,7 @@ class ConsumerConfig:
     def __post_init__(self) -> None:
         check_int("receivers", self.receivers, 1, 1024)
         check_int("max_in_flight", self.max_in_flight, 1, 100_000)
+        check_int("prefetch", self.prefetch, 0, 100_000)
         check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         check_range("receive_batch_window", self.receive_batch_window, 0.0, 1.0)
         check_int("wait_time_seconds", self.wait_time_seconds, 0, MAX_WAIT_TIME)

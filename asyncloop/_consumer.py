@@ -9,7 +9,9 @@ Shape of one run (all tasks live in task groups owned by `Consumer.run`)::
     heartbeat ── held messages near their visibility deadline ──▶ Acker (extensions)
 
 A receiver first takes capacity, then asks SQS for exactly what it took (at most
-`batch_size`), so no message ever waits locally while its visibility timeout runs.
+`batch_size`), so no message waits locally while its visibility timeout runs, beyond the
+opt-in `prefetch` (held beyond `max_in_flight`, so a finished dispatch starts the next at
+once).
 
 The other concerns live in their own modules, as parts (mixins) of `Consumer`:
 `_dispatch_limit` (the AIMD dispatch limit L, which the capacity follows, and throttle
@@ -114,11 +116,14 @@ class Consumer(
         self.visibility_timeout = visibility_timeout
         self.stats = Stats()
         limit = self.config.max_in_flight
-        # Receivers take capacity (at most `limit` messages held); the dispatch limit admits
-        # dispatches, and resizes the capacity when a throttle moves it.
-        self._capacity = Slots(limit, capacity_low_water(limit, self.config.batch_size))
+        prefetch = self.config.prefetch
+        # Receivers take capacity (at most `limit` + `prefetch` messages held); the dispatch
+        # limit admits dispatches, and resizes the capacity when a throttle moves it.
+        self._capacity = Slots(
+            limit + prefetch, capacity_low_water(limit + prefetch, self.config.batch_size)
+        )
         self._dispatch_limit = DispatchLimit(
-            limit, self._capacity, self.config.batch_size, self.stats
+            limit, self._capacity, self.config.batch_size, self.stats, prefetch=prefetch
         )
         self._fifo = queue.queue_url.rstrip("/").endswith(".fifo")
         self._groups: dict[str, deque[Message]] = {}
@@ -188,11 +193,12 @@ class Consumer(
         )
         self._acker = acker
         logger.info(
-            "consumer starting: queue=%s receivers=%d max_in_flight=%d batch_size=%d "
-            "delete_by=%s fifo=%s heartbeat=%s",
+            "consumer starting: queue=%s receivers=%d max_in_flight=%d prefetch=%d "
+            "batch_size=%d delete_by=%s fifo=%s heartbeat=%s",
             self.queue.queue_url,
             config.receivers,
             config.max_in_flight,
+            config.prefetch,
             config.batch_size,
             config.delete_by,
             self._fifo,

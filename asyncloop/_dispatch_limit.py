@@ -1,9 +1,10 @@
 """The dispatch limit and throttled dispatches.
 
 The dispatch limit L bounds dispatches under way and, through the consumer's capacity, the
-messages held. Throttles (``DispatchThrottled``, a Lambda 429) lower it AIMD-style: +1 per L
-successes, halved once per window of dispatches (throttles of dispatches started before the
-last decrease do not count again), floor 1, ceiling `max_in_flight`. A throttled message is
+messages held (L + `prefetch`). Throttles (``DispatchThrottled``, a Lambda 429) lower it
+AIMD-style: +1 per L successes, halved once per window of dispatches (throttles of
+dispatches started before the last decrease do not count again), floor 1, ceiling
+`max_in_flight`. A throttled message is
 retried in-process (no receive burnt), then released for a quick retry.
 
 A part of `Consumer` (a mixin over its state).
@@ -43,11 +44,12 @@ def capacity_low_water(capacity: int, batch_size: int) -> int:
 class DispatchLimit:
     """The adaptive dispatch limit: `value` now (`ceiling` = `max_in_flight` until a throttle
     lowers it); `slots` admits at most `value` dispatches at once, and the consumer's
-    `capacity` (messages held) follows it. `epoch` counts decreases: a worker notes it when
-    its dispatch starts and hands it to `throttled`."""
+    `capacity` (messages held) follows it, `prefetch` above it. `epoch` counts decreases: a
+    worker notes it when its dispatch starts and hands it to `throttled`."""
 
     __slots__ = (
         "_batch_size",
+        "_prefetch",
         "_stats",
         "_window",
         "capacity",
@@ -57,7 +59,9 @@ class DispatchLimit:
         "value",
     )
 
-    def __init__(self, ceiling: int, capacity: Slots, batch_size: int, stats: Stats) -> None:
+    def __init__(
+        self, ceiling: int, capacity: Slots, batch_size: int, stats: Stats, *, prefetch: int = 0
+    ) -> None:
         self.value = self.ceiling = ceiling
         self.slots = Slots(ceiling)
         self.capacity = capacity
@@ -65,6 +69,7 @@ class DispatchLimit:
         # Successes since the last change.
         self._window = 0
         self._batch_size = batch_size
+        self._prefetch = prefetch
         self._stats = stats
         stats.dispatch_limit = stats.dispatch_limit_min = ceiling
 
@@ -88,7 +93,8 @@ class DispatchLimit:
         self._window = 0
         self.value = limit
         self.slots.resize(limit)
-        self.capacity.resize(limit, capacity_low_water(limit, self._batch_size))
+        held = limit + self._prefetch
+        self.capacity.resize(held, capacity_low_water(held, self._batch_size))
         stats = self._stats
         stats.dispatch_limit = limit
         if limit < stats.dispatch_limit_min:

@@ -162,6 +162,8 @@ _INVALID: list[tuple[str, object, str]] = [
     ("receivers", "4", "a number"),
     ("max_in_flight", 0, "1..100000"),
     ("max_in_flight", 100_001, "1..100000"),
+    ("prefetch", -1, "0..100000"),
+    ("prefetch", 100_001, "0..100000"),
     ("batch_size", 0, "1..10"),
     ("batch_size", 11, "1..10"),
     ("batch_size", True, "a number"),
