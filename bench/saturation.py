@@ -1,19 +1,19 @@
 """Saturation: `asyncloop run` on fauxqs + a local Lambda endpoint, per transport and process count.
 
     PYTHONPATH=. python -m bench.saturation [--transports sdk,lean] [--processes 1,2]
-        [--event-loops asyncio] [--invoke-ms 0] [--messages 10000] [--repeats 3]
-        [--receivers 8] [--max-in-flight 256]
+        [--event-loops asyncio] [--prefetch 0,10] [--invoke-ms 0] [--messages 10000]
+        [--repeats 3] [--receivers 8] [--max-in-flight 256]
 
 Starts fauxqs (`asyncloop.testing.FauxqsServer`, a Node child process) and
 `asyncloop.testing.LambdaServer` (a Python child process, each Invoke answered after
 `--invoke-ms`), so their CPU is theirs. For every setting (transport x processes x event
-loop) and every repeat, in an order that rotates between repeats, it creates a queue, runs
-``python -m asyncloop run --until-empty --json --function-name asyncloop-bench --receivers R
---max-in-flight C --transport T --processes P --event-loop L`` once on the empty queue (the
-start-up cost: imports, wiring, the last empty receives, the stop), fills the queue with
-`--messages` messages, runs the same command again, and checks that every message succeeded
-and was deleted. Event invokes; the endpoints reach the children through
-``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL_LAMBDA`` with fixed test keys.
+loop x prefetch) and every repeat, in an order that rotates between repeats, it creates a
+queue, runs ``python -m asyncloop run --until-empty --json --function-name asyncloop-bench
+--receivers R --max-in-flight C --prefetch F --transport T --processes P --event-loop L``
+once on the empty queue (the start-up cost: imports, wiring, the last empty receives, the
+stop), fills the queue with `--messages` messages, runs the same command again, and checks
+that every message succeeded and was deleted. Event invokes; the endpoints reach the
+children through ``AWS_ENDPOINT_URL_SQS`` / ``AWS_ENDPOINT_URL_LAMBDA`` with fixed test keys.
 
 The table, one row per setting (medians of the repeats; every run's figure in brackets):
 
@@ -25,7 +25,10 @@ The table, one row per setting (medians of the repeats; every run's figure in br
 - fauxqs CPU and LambdaServer CPU: seconds of CPU the emulators used during the full run.
 
 Then the ratios, each computed within a repeat and the median taken: lean/sdk msgs/s and
-sdk/lean CPU per message (same processes and loop), P/P1 msgs/s (same transport and loop).
+sdk/lean CPU per message (same processes, loop and prefetch), P/P1 msgs/s (same transport,
+loop and prefetch), prefetch F / prefetch 0 msgs/s (same transport, processes and loop).
+With ``--invoke-ms`` above 0, msgs/s is also given as a fraction of C/L, the most
+`--max-in-flight` dispatches of that latency can complete per second.
 The load average at the start and end is printed: on a shared machine read the ratios, not
 the absolute figures.
 """
@@ -66,11 +69,13 @@ class Setting:
     transport: str
     processes: int
     event_loop: str
+    prefetch: int = 0
 
     @property
     def label(self) -> str:
         loop = "" if self.event_loop == "asyncio" else f" {self.event_loop}"
-        return f"{self.transport} P{self.processes}{loop}"
+        prefetch = f" prefetch {self.prefetch}" if self.prefetch else ""
+        return f"{self.transport} P{self.processes}{loop}{prefetch}"
 
 
 @dataclass
@@ -115,6 +120,8 @@ def _run_consumer(
         str(args.receivers),
         "--max-in-flight",
         str(args.max_in_flight),
+        "--prefetch",
+        str(setting.prefetch),
         "--transport",
         setting.transport,
         "--processes",
@@ -228,32 +235,41 @@ def _report(results: Mapping[Setting, Runs], args: argparse.Namespace) -> None:
         f"\n{args.messages} messages, R={args.receivers} C={args.max_in_flight}, Event invokes "
         f"of {args.invoke_ms:g} ms, medians of {args.repeats} (every run in brackets)"
     )
+    # C/L: what max-in-flight dispatches of the invoke latency complete per second at most
+    ideal = args.max_in_flight / (args.invoke_ms / 1000) if args.invoke_ms else None
     print(
-        "| setting | msgs/s | consumer CPU/msg (start-up excluded) | start-up CPU | "
-        "fauxqs CPU | LambdaServer CPU |"
+        "| setting | msgs/s | "
+        + ("of C/L | " if ideal else "")
+        + "consumer CPU/msg (start-up excluded) | start-up CPU | fauxqs CPU | LambdaServer CPU |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|" + ("---|" if ideal else "") + "---|---|---|---|")
     for setting, runs in sorted(results.items()):
+        of_ideal = f"| {med(runs.msgs_s) / ideal:.3f} " if ideal else ""
         print(
             f"| {setting.label} | {med(runs.msgs_s):,.0f} "
-            f"({', '.join(f'{v:,.0f}' for v in runs.msgs_s)}) "
+            f"({', '.join(f'{v:,.0f}' for v in runs.msgs_s)}) {of_ideal}"
             f"| {med(runs.cpu_us):.0f} us ({', '.join(f'{v:.0f}' for v in runs.cpu_us)}) "
             f"| {med(runs.startup_s):.2f} s | {med(runs.fauxqs_s):.1f} s "
             f"| {med(runs.lambda_s):.1f} s |"
         )
     settings = list(results)
     lean_pairs = [
-        (s, Setting("sdk", s.processes, s.event_loop)) for s in settings if s.transport == "lean"
+        (s, Setting("sdk", s.processes, s.event_loop, s.prefetch))
+        for s in settings
+        if s.transport == "lean"
     ]
     process_pairs = [
-        (s, Setting(s.transport, 1, s.event_loop)) for s in settings if s.processes > 1
+        (s, Setting(s.transport, 1, s.event_loop, s.prefetch)) for s in settings if s.processes > 1
+    ]
+    prefetch_pairs = [
+        (s, Setting(s.transport, s.processes, s.event_loop, 0)) for s in settings if s.prefetch
     ]
     print("\nratios within each repeat (median; per repeat):")
     for a, b, median, values in _ratios(results, lean_pairs, "msgs_s"):
         print(f"  msgs/s {a.label} / {b.label}: {median:.2f}x {[round(v, 2) for v in values]}")
     for a, b, median, values in _ratios(results, [(b, a) for a, b in lean_pairs], "cpu_us"):
         print(f"  CPU/msg {a.label} / {b.label}: {median:.2f}x {[round(v, 2) for v in values]}")
-    for a, b, median, values in _ratios(results, process_pairs, "msgs_s"):
+    for a, b, median, values in _ratios(results, process_pairs + prefetch_pairs, "msgs_s"):
         print(f"  msgs/s {a.label} / {b.label}: {median:.2f}x {[round(v, 2) for v in values]}")
 
 
@@ -265,8 +281,10 @@ async def _main(args: argparse.Namespace) -> None:
     from asyncloop.testing import FauxqsServer
 
     settings = [
-        Setting(t, p, e)
-        for t, p, e in itertools.product(args.transports, args.processes, args.event_loops)
+        Setting(t, p, e, f)
+        for t, p, e, f in itertools.product(
+            args.transports, args.processes, args.event_loops, args.prefetch
+        )
     ]
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     lambda_server = ChildServer("lambda", [f"{args.invoke_ms:g}"])
@@ -321,13 +339,13 @@ def _names(text: str, choices: Sequence[str], flag: str) -> list[str]:
     return names
 
 
-def _counts(text: str, flag: str) -> list[int]:
+def _counts(text: str, flag: str, *, least: int = 1) -> list[int]:
     try:
         counts = list(dict.fromkeys(int(part) for part in text.split(",")))
     except ValueError:
         raise SystemExit(f"{flag} must be a comma-separated list of integers") from None
-    if not counts or min(counts) < 1:
-        raise SystemExit(f"{flag} must list integers >= 1")
+    if not counts or min(counts) < least:
+        raise SystemExit(f"{flag} must list integers >= {least}")
     return counts
 
 
@@ -338,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--transports", default="sdk,lean", help="sdk,lean (default both)")
     parser.add_argument("--processes", default="1", help="process counts, e.g. 1,2")
     parser.add_argument("--event-loops", default="asyncio", help="asyncio,uvloop")
+    parser.add_argument("--prefetch", default="0", help="prefetch depths, e.g. 0,10")
     parser.add_argument("--invoke-ms", type=float, default=0.0, help="each Invoke's latency")
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -347,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.transports = _names(args.transports, ("sdk", "lean"), "--transports")
     args.processes = _counts(args.processes, "--processes")
+    args.prefetch = _counts(args.prefetch, "--prefetch", least=0)
     args.event_loops = _names(args.event_loops, ("asyncio", "uvloop"), "--event-loops")
     if "uvloop" in args.event_loops and importlib.util.find_spec("uvloop") is None:
         parser.error("--event-loops uvloop needs uvloop: pip install 'asyncloop[uvloop]'")

@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(240)
-def test_saturation_runs_both_transports_and_prints_their_ratio() -> None:
+def test_saturation_runs_both_transports_and_prefetches_and_prints_their_ratios() -> None:
     # GIVEN the repository root on the path, as the module's docstring says to run it
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
-    # WHEN it runs 40 messages per run on both transports, once
+    # WHEN it runs 40 messages per run on both transports, without and with a prefetch, once
     result = subprocess.run(
         [sys.executable, "-m", "bench.saturation", "--messages", "40", "--repeats", "1",
-         "--receivers", "2", "--max-in-flight", "8"],
+         "--receivers", "2", "--max-in-flight", "8", "--prefetch", "0,4", "--invoke-ms", "5"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=220, check=False,
     )  # fmt: skip
     # THEN it exits 0 with one row per transport and the lean/sdk ratios
@@ -41,3 +41,7 @@ def test_saturation_runs_both_transports_and_prints_their_ratio() -> None:
     assert any(row.startswith("| lean P1 ") for row in rows), result.stdout
     assert "msgs/s lean P1 / sdk P1" in result.stdout
     assert "CPU/msg sdk P1 / lean P1" in result.stdout
+    # ... and the prefetch's rows, its ratio, and the fraction of C/L the invokes allow
+    assert any(row.startswith("| lean P1 prefetch 4 ") for row in rows), result.stdout
+    assert "msgs/s lean P1 prefetch 4 / lean P1:" in result.stdout
+    assert "| of C/L |" in result.stdout
