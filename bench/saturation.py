@@ -291,8 +291,7 @@ async def _main(args: argparse.Namespace) -> None:
     lambda_server.start()
     try:
         with FauxqsServer() as fauxqs:
-            # FauxqsServer keeps its Node process private; the bench reads its CPU by pid
-            fauxqs_pid = getattr(getattr(fauxqs, "_process", None), "pid", None)
+            fauxqs_pid = fauxqs.pid
 
             def emulator_cpu() -> tuple[float, float]:
                 return (

@@ -372,16 +372,20 @@ async def test_fauxqs_sync_context_manager_binds_loopback_and_stops() -> None:
         pytest.skip("fauxqs needs Node.js >= 20 and npm on PATH")
     # GIVEN a server started and stopped with the sync context manager
     with FauxqsServer() as server:
-        endpoint, port = server.endpoint_url, server.port
-        # THEN it answers on 127.0.0.1
+        endpoint, port, pid = server.endpoint_url, server.port, server.pid
+        # THEN it answers on 127.0.0.1, from a Node process of its own
         with socket.create_connection(("127.0.0.1", port), timeout=2):
             pass
+        assert pid is not None
+        command = await anyio.Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert command.split(b"\0")[0].endswith(b"node")
     # AND after exit it no longer listens and has no endpoint
     assert endpoint == f"http://127.0.0.1:{port}"
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
         pass
     with pytest.raises(ClosedError):
         _ = server.endpoint_url
+    assert server.pid is None
 
 
 async def test_fauxqs_without_node_names_the_fix(

@@ -190,6 +190,11 @@ class FauxqsServer:
         """``http://127.0.0.1:<port>``; only while the server runs."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The Node process's id while it runs (to read its CPU time), else None."""
+        return None if self._process is None else self._process.pid
+
     def start(self) -> None:
         """Install if needed and start; blocking. Prefer the context managers."""
         if self._process is not None:

@@ -49,7 +49,7 @@ class FauxqsTarget(HttpTarget):
         self.sqs_endpoint = proxy.endpoint_url
         self.lambda_endpoint = self._lambda.endpoint_url
         for pid in (
-            getattr(getattr(self._fauxqs, "_process", None), "pid", None),
+            self._fauxqs.pid,
             self._lambda.pid,
             proxy.pid,
         ):
