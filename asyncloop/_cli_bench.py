@@ -35,9 +35,10 @@ others are reported as emulator-bound), and a recommendation: the smallest setti
 of the best throughput, its p99, and the ceiling that bounds it.
 
 LIST is comma separated (1,16,64,256); the sweep is the product of --receivers,
---max-in-flight, --batch-size and --transport (sdk,lean: each setting on both, side by side;
-moto, fauxqs and aws targets only; on moto and fauxqs each transport's CPU floor is measured
-in the same run). Latencies are milliseconds, fixed (50) or lognormal given p50:p99 (50:200);
+--max-in-flight, --batch-size, --prefetch (0,10: each setting without and with a prefetch of
+10; default 0) and --transport (sdk,lean: each setting on both, side by side; moto, fauxqs
+and aws targets only; on moto and fauxqs each transport's CPU floor is measured in the same
+run). Latencies are milliseconds, fixed (50) or lognormal given p50:p99 (50:200);
 they override the profile's. Defaults depend on the target (see bench/RESULTS.md, which also
 cites the aws-like figures).
 """
@@ -74,6 +75,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--receivers", metavar="LIST", help="receivers to sweep")
     parser.add_argument("--max-in-flight", metavar="LIST", help="max in flight (C) to sweep")
     parser.add_argument("--batch-size", metavar="LIST", help="receive batch sizes to sweep (1..10)")
+    parser.add_argument(
+        "--prefetch",
+        metavar="LIST",
+        help="the consumer's prefetch depths to sweep (0..100000; default 0)",
+    )
     parser.add_argument(
         "--delete-by",
         default="consumer",
@@ -191,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         receivers=ints(args.receivers, "--receivers"),
         max_in_flight=ints(args.max_in_flight, "--max-in-flight"),
         batch_size=ints(args.batch_size, "--batch-size"),
+        prefetch=ints(args.prefetch, "--prefetch"),
         transport=None
         if args.transport is None
         else parse_names(args.transport, flag="--transport", choices=TRANSPORTS, allow_none=False),

@@ -58,16 +58,17 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return out
 
 
-def _order(key: tuple[str, dict[str, Any] | None]) -> tuple[int, int, int, int, str, str]:
+def _order(key: tuple[str, dict[str, Any] | None]) -> tuple[int, int, int, int, int, str, str]:
     contender, setting = key
     # Baselines last, node-sqs-consumer's (which has a setting) too.
     if setting is None or contender != "asyncloop":
-        return (1, 0, 0, 0, "", contender)
+        return (1, 0, 0, 0, 0, "", contender)
     return (
         0,
         setting["receivers"],
         setting["max_in_flight"],
         setting["batch_size"],
+        setting.get("prefetch", 0),
         setting_transport(setting),
         contender,
     )

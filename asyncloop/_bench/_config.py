@@ -4,7 +4,7 @@ A parameter left as None takes its target's default (`TARGET_DEFAULTS`), so ``as
 with no flags is the default sweep: the fake target under the ``aws-like`` latency profile,
 max-in-flight 1..256 at two receiver counts, each run sized to last about `run_seconds`, then
 real HTTP on moto at the settings moto's ceiling allows (`http_check`). The sweep is the
-product of `receivers` x `max_in_flight` x `batch_size` x `transport`.
+product of `receivers` x `max_in_flight` x `batch_size` x `prefetch` x `transport`.
 
 A little over the 400-line guide (about 410): `BenchConfig`'s fields, their checks and the
 target defaults they resolve against are one table, read together.
@@ -121,18 +121,22 @@ class LatencyModel:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Setting:
-    """One point of the sweep: receivers, max in flight, batch size, and the consumer's
-    transport (``sdk`` when not given: what a setting read from older results used)."""
+    """One point of the sweep: receivers, max in flight, batch size, the consumer's transport
+    (``sdk`` when not given: what a setting read from older results used) and its prefetch
+    (0 when not given: older results had none)."""
 
     receivers: int
     max_in_flight: int
     batch_size: int
     transport: str = TRANSPORTS[0]
+    prefetch: int = 0
 
     @property
     def label(self) -> str:
-        """``R=8 C=256 B=10``: the setting without its transport."""
-        return f"R={self.receivers} C={self.max_in_flight} B={self.batch_size}"
+        """``R=8 C=256 B=10`` (and `` F=10`` with a prefetch): the setting without its
+        transport."""
+        label = f"R={self.receivers} C={self.max_in_flight} B={self.batch_size}"
+        return f"{label} F={self.prefetch}" if self.prefetch else label
 
     def name(self, *, with_transport: bool) -> str:
         """`label`, and ``R=8 C=256 B=10 lean`` `with_transport` (a sweep of several)."""
@@ -192,6 +196,9 @@ class BenchConfig:
     transport: tuple[str, ...] | None = None
     """The consumer's transports to sweep (`TRANSPORTS`); None: `default_transport()`. More
     than the default applies to the HTTP targets only: the fake's queue is in memory."""
+    prefetch: tuple[int, ...] | None = None
+    """The consumer's prefetch depths to sweep (`asyncloop.ConsumerConfig.prefetch`,
+    0..100000); None: (0,), the library's default."""
     repeats: int = 1
     http_check: str | None = None
     """With the fake target: also run the sweep's settings on this HTTP target (``moto``)
@@ -235,6 +242,7 @@ class BenchConfig:
             ("receivers", 1, 1024),
             ("max_in_flight", 1, 100_000),
             ("batch_size", 1, 10),
+            ("prefetch", 0, 100_000),
         ):
             values = getattr(self, name)
             if values is None:
@@ -324,6 +332,7 @@ class BenchConfig:
             receivers=self.receivers or d.receivers,
             max_in_flight=self.max_in_flight or d.max_in_flight,
             batch_size=self.batch_size or d.batch_size,
+            prefetch=self.prefetch or (0,),
             transport=self.transport or (default_transport(),),
             baselines=(
                 self.baselines
@@ -365,17 +374,19 @@ class BenchConfig:
         return self.messages
 
     def settings(self) -> list[Setting]:
-        """The sweep: every receivers x max_in_flight x batch_size x transport, in that order
-        (a setting's transports side by side)."""
+        """The sweep: every receivers x max_in_flight x batch_size x prefetch x transport, in
+        that order (a setting's transports side by side)."""
         assert self.receivers, "call resolved() first"
         assert self.max_in_flight, "call resolved() first"
         assert self.batch_size, "call resolved() first"
+        assert self.prefetch, "call resolved() first"
         assert self.transport, "call resolved() first"
         return [
-            Setting(r, c, b, t)
+            Setting(r, c, b, t, f)
             for r in self.receivers
             for c in self.max_in_flight
             for b in self.batch_size
+            for f in self.prefetch
             for t in self.transport
         ]
 

@@ -56,9 +56,11 @@ def setting_transport(setting: dict[str, Any]) -> str:
 
 
 def setting_text(setting: dict[str, Any], *, with_transport: bool) -> str:
-    """``R=8 C=256 B=10``, and its transport `with_transport` (when it has one: only the
-    consumer's settings do; a baseline's is R/C/B alone)."""
+    """``R=8 C=256 B=10`` (`` F=10`` with a prefetch), and its transport `with_transport`
+    (when it has one: only the consumer's settings do; a baseline's is R/C/B alone)."""
     text = f"R={setting['receivers']} C={setting['max_in_flight']} B={setting['batch_size']}"
+    if setting.get("prefetch"):
+        text += f" F={setting['prefetch']}"
     if with_transport and "transport" in setting:
         text += f" {setting['transport']}"
     return text

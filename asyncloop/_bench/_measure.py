@@ -160,6 +160,7 @@ async def measure(
         consumer_config = ConsumerConfig(
             receivers=setting.receivers,
             max_in_flight=setting.max_in_flight,
+            prefetch=setting.prefetch,
             batch_size=setting.batch_size,
             wait_time_seconds=wait,
             delete_by=config.delete_by,

@@ -44,24 +44,26 @@ def write_plot(doc: dict[str, Any], path: Path) -> bool:
     xs_all = sorted({r["setting"]["max_in_flight"] for r in consumers + checked})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, (ax_rate, ax_p99) = plt.subplots(1, 2, figsize=(13, 7.2))
-    # A line per receivers, batch size and transport (older results: all sdk).
-    lines: dict[tuple[int, int, str], list[dict[str, Any]]] = {}
+    # A line per receivers, batch size, prefetch and transport (older results: all sdk, none).
+    lines: dict[tuple[int, int, int, str], list[dict[str, Any]]] = {}
     for r in consumers:
         s = r["setting"]
-        lines.setdefault((s["receivers"], s["batch_size"], setting_transport(s)), []).append(r)
-    several = len({transport for _, _, transport in lines}) > 1
+        key = (s["receivers"], s["batch_size"], s.get("prefetch", 0), setting_transport(s))
+        lines.setdefault(key, []).append(r)
+    several = len({transport for *_, transport in lines}) > 1
     bounds_drawn: set[tuple[int, int]] = set()
     profile = params.get("profile") or {}
     hold_s = float(params.get("slot_latency_mean_s") or 0.0)
     receive_s = _mean_s(profile.get("ReceiveMessage"))
     rates_seen: list[float] = []
-    for index, ((receivers, batch, transport), group) in enumerate(sorted(lines.items())):
+    for index, ((receivers, batch, prefetch, transport), group) in enumerate(sorted(lines.items())):
         colour = colours[index % len(colours)]
         group.sort(key=lambda r: r["setting"]["max_in_flight"])
         xs = [r["setting"]["max_in_flight"] for r in group]
         label = (
             f"R={receivers}"
             + (f" B={batch}" if len(batch_sizes) > 1 else "")
+            + (f" F={prefetch}" if prefetch else "")
             + (f" {transport}" if several else "")
         )
         rates = [r["summary"]["msgs_s"]["median"] for r in group]
@@ -95,6 +97,7 @@ def write_plot(doc: dict[str, Any], path: Path) -> bool:
             c
             for c in checked
             if (c["setting"]["receivers"], c["setting"]["batch_size"]) == (receivers, batch)
+            and c["setting"].get("prefetch", 0) == prefetch
             and setting_transport(c["setting"]) == transport
         ]
         if mine:

@@ -2,17 +2,18 @@
 
 The rule (`recommend`): among the sweep's points, take the best median throughput; every point
 within `tolerance` (5%) of it is "as good"; recommend the smallest of those, ordered by
-max-in-flight, then receivers, then batch size (less concurrency: fewer messages at risk in a
-crash, fewer connections, smaller bills for the downstream); of one setting measured on two
-transports, the faster. Incomplete runs count only when no run is complete. Repeats' noise is
-what the tolerance absorbs: a best point that beats the rest by less than 5% does not win over
-a smaller setting.
+max-in-flight, then receivers, then batch size, then prefetch (less concurrency: fewer
+messages at risk in a crash, fewer connections, smaller bills for the downstream; no prefetch:
+nothing waits locally); of one setting measured on two transports, the faster. Incomplete
+runs count only when no run is complete. Repeats' noise is what the tolerance absorbs: a best
+point that beats the rest by less than 5% does not win over a smaller setting.
 
 The ceilings (`ceilings`) are what bound a setting's rate, each an estimate:
 
 - Little's law: C / L, at most C messages in flight, each holding its slot L seconds: the
   mean ReceiveMessage plus the mean Invoke latency (the consumer takes capacity before it
-  receives, so a slot is held over the receive's round trip too);
+  receives, so a slot is held over the receive's round trip too), or the Invoke alone with a
+  prefetch (the next message waits in the hand-off: `slot_hold_s`);
 - receivers: R x B / (mean ReceiveMessage latency): each receiver brings at most B messages
   per round trip;
 - CPU: the loop's own ceiling (the fake's zero-latency calibration), or the SDK's (1 / the
@@ -28,7 +29,15 @@ from typing import Final
 
 from ._config import BenchError, Setting
 
-__all__ = ("TOLERANCE", "Point", "Recommendation", "binding", "ceilings", "recommend")
+__all__ = (
+    "TOLERANCE",
+    "Point",
+    "Recommendation",
+    "binding",
+    "ceilings",
+    "recommend",
+    "slot_hold_s",
+)
 
 TOLERANCE: Final = 0.05
 
@@ -56,9 +65,16 @@ class Recommendation:
     tolerance: float
 
 
-def _size(point: Point) -> tuple[int, int, int]:
+def _size(point: Point) -> tuple[int, int, int, int]:
     s = point.setting
-    return (s.max_in_flight, s.receivers, s.batch_size)
+    return (s.max_in_flight, s.receivers, s.batch_size, s.prefetch)
+
+
+def slot_hold_s(setting: Setting, *, receive_s: float, invoke_s: float) -> float:
+    """L of Little's law for `setting`: how long a dispatch slot is held per message. The
+    receive's round trip and the invoke; the invoke alone when the setting prefetches (the
+    next message is already waiting when a dispatch ends)."""
+    return invoke_s if setting.prefetch else receive_s + invoke_s
 
 
 def recommend(points: Sequence[Point], *, tolerance: float = TOLERANCE) -> Recommendation | None:

@@ -28,7 +28,7 @@ from ._measure import CONTENDER, RunResult, measure
 from ._node_baseline import NODE_BASELINE, baseline_setting, unavailable_reason
 from ._progress import Progress
 from ._provenance import machine_facts
-from ._recommend import binding, ceilings
+from ._recommend import binding, ceilings, slot_hold_s
 from ._summary import calibrated_cpu_ceiling, document, results_of
 from ._targets import FakeTarget, Target, make_target, moto_missing
 
@@ -88,7 +88,10 @@ def _predicted_msgs_s(
     )
     if setting is not None:
         bounds = ceilings(
-            setting, hold_s=receive + invoke, receive_s=receive, cpu_msgs_s=cpu_ceiling
+            setting,
+            hold_s=slot_hold_s(setting, receive_s=receive, invoke_s=invoke),
+            receive_s=receive,
+            cpu_msgs_s=cpu_ceiling,
         )
         found = binding(bounds)
         return None if found is None else found[1]

@@ -16,7 +16,7 @@ from ._config import BenchConfig, Setting
 from ._measure import CONTENDER, RunResult
 from ._node_baseline import NODE_BASELINE, baseline_label
 from ._provenance import versions
-from ._recommend import Point, binding, ceilings, recommend
+from ._recommend import Point, binding, ceilings, recommend, slot_hold_s
 from ._targets import BASELINE_TRANSPORT
 from ._workload import BODY_BYTES
 
@@ -151,7 +151,8 @@ def calibrated_cpu_ceiling(
 
 
 def setting_dict(setting: Setting, *, with_transport: bool) -> dict[str, Any]:
-    """results.json's ``setting``: R, C, B and (the consumer's) transport."""
+    """results.json's ``setting``: R, C, B, (the consumer's) transport, and its prefetch
+    when it has one (absent: 0, as in results written before the bench swept it)."""
     out: dict[str, Any] = {
         "receivers": setting.receivers,
         "max_in_flight": setting.max_in_flight,
@@ -159,6 +160,8 @@ def setting_dict(setting: Setting, *, with_transport: bool) -> dict[str, Any]:
     }
     if with_transport:
         out["transport"] = setting.transport
+    if setting.prefetch:
+        out["prefetch"] = setting.prefetch
     return out
 
 
@@ -193,6 +196,7 @@ def document(
             "max_in_flight": list(config.max_in_flight or ()),
             "batch_size": list(config.batch_size or ()),
             "transport": list(config.transport or ()),
+            "prefetch": list(config.prefetch or (0,)),
             "delete_by": config.delete_by,
             "invoke_latency_ms": str(config.invoke_model()),
             "invoke_latency_mean_s": round(latency_s, 6),
@@ -223,8 +227,9 @@ def results_of(
     emulator = calibration.get("emulator_ceiling")
     emulator_ceiling = float(emulator["msgs_s"]) if emulator else None
     receive_s = config.latency_profile().receive.mean_s
+    invoke_s = config.invoke_model().mean_s
     # L of Little's law: a slot is held over the receive and the invoke (see _recommend).
-    latency_s = receive_s + config.invoke_model().mean_s
+    latency_s = receive_s + invoke_s
     groups: dict[tuple[str, Setting | None], list[RunResult]] = {}
     for run in runs:
         groups.setdefault((run.contender, run.setting), []).append(run)
@@ -246,10 +251,16 @@ def results_of(
             if contender == NODE_BASELINE
             else calibrated_cpu_ceiling(config, calibration, transport or BASELINE_TRANSPORT)
         )
+        # A prefetching setting's slot waits for no receive (`slot_hold_s`)
+        hold_s = (
+            latency_s
+            if setting is None
+            else slot_hold_s(setting, receive_s=receive_s, invoke_s=invoke_s)
+        )
         summary = _summarise(
             group,
             concurrency=concurrency,
-            invoke_latency_s=latency_s,
+            invoke_latency_s=hold_s,
             cpu_ceiling=own_cpu_ceiling,
             emulator_ceiling=emulator_ceiling,
             receivers_ceiling=receivers_ceiling,
@@ -258,7 +269,7 @@ def results_of(
             found = binding(
                 ceilings(
                     setting,
-                    hold_s=latency_s,
+                    hold_s=hold_s,
                     receive_s=receive_s,
                     cpu_msgs_s=own_cpu_ceiling,
                     emulator_msgs_s=emulator_ceiling,
