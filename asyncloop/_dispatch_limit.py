@@ -4,8 +4,8 @@ The dispatch limit L bounds dispatches under way and, through the consumer's cap
 messages held (L + `prefetch`). Throttles (``DispatchThrottled``, a Lambda 429) lower it
 AIMD-style: +1 per L successes, halved once per window of dispatches (throttles of
 dispatches started before the last decrease do not count again), floor 1, ceiling
-`max_in_flight`. A throttled message is
-retried in-process (no receive burnt), then released for a quick retry.
+`max_in_flight`. A throttled message is retried in-process (no receive burnt), then released
+for a quick retry.
 
 A part of `Consumer` (a mixin over its state).
 """
