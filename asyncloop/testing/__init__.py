@@ -1,6 +1,8 @@
 """Test helpers: in-memory SQS and Lambda fakes with real semantics, fault injection, and
 local servers (moto, fauxqs, a Lambda Invoke endpoint, a fault-injecting HTTP proxy), and
 `npm_install`, which installs npm packages once into a cache shared by parallel processes.
+The fakes need nothing beyond asyncloop; the servers need their extras (MotoServer moto's
+server, LambdaServer the ``testing`` extra's httptools, FauxqsServer Node.js).
 
 Use them to test your own handlers without AWS::
 

@@ -16,7 +16,9 @@ Unlike Lambda (and like moto without Docker), Invoke accepts any function name u
 
 It binds 127.0.0.1 on a free port and runs on the caller's event loop, on `HttpServer`
 (httptools, not aiohttp's web server: the benchmark's endpoint shares the cores with the
-consumer it measures; ``_http_server``'s docstring has the figures).
+consumer it measures; ``_http_server``'s docstring has the figures). httptools comes with
+the ``testing`` extra (``pip install 'asyncloop[testing]'``); without it, entering the server
+raises ImportError saying so.
 """
 
 from __future__ import annotations
