@@ -5,6 +5,7 @@ a stop that does not wait for a sleeping handler."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import anyio
 import pytest
@@ -137,5 +138,17 @@ async def test_leaving_cancels_sleeping_handlers_and_closes_their_connections() 
     with anyio.fail_after(5):
         assert await reader.read() == b""
     writer.close()
+    with pytest.raises(ClosedError):
+        _ = server.endpoint_url
+
+
+async def test_without_httptools_starting_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an environment without httptools (and the connection module not yet imported)
+    monkeypatch.setitem(sys.modules, "httptools", None)
+    monkeypatch.delitem(sys.modules, "asyncloop.testing._http_connection", raising=False)
+    server = HttpServer(echo)
+    # WHEN the server starts, THEN the error says what to install
+    with pytest.raises(ImportError, match=r"pip install 'asyncloop\[testing\]'"):
+        await server.__aenter__()
     with pytest.raises(ClosedError):
         _ = server.endpoint_url
