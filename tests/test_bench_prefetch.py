@@ -21,6 +21,7 @@ from asyncloop._bench._recommend import Point, binding, ceilings, recommend, slo
 from asyncloop._bench._report import validate
 from asyncloop._bench._runner import run_bench
 from asyncloop._bench._summary import setting_dict
+from asyncloop._bench._tables import format_table
 from asyncloop._cli_bench import config_from_args
 
 
@@ -133,6 +134,10 @@ def test_a_fake_sweep_gives_each_consumer_its_prefetch_and_writes_it(
     assert doc["parameters"]["prefetch"] == [0, 3]
     labels = sorted(r["label"] for r in doc["results"] if r["kind"] == "consumer")
     assert labels == ["R=1 C=2 B=10", "R=1 C=2 B=10 F=3"]
+    # AND the table names the prefetch in its legend
+    table = format_table(doc)
+    assert "R=1 C=2 B=10 F=3" in table
+    assert "F=N: the consumer's prefetch (--prefetch)" in table
     # AND --compare keeps the two apart
     after = copy.deepcopy(doc)
     text = compare(doc, after)

@@ -84,6 +84,11 @@ def format_table(doc: dict[str, Any]) -> str:
             "floor: event-loop CPU of the transport's bare calls, no consumer; a row's CPU above "
             "it is the consumer's own"
         )
+    if any((r["setting"] or {}).get("prefetch") for r in doc["results"]):
+        legend.append(
+            "F=N: the consumer's prefetch (--prefetch): N messages held beyond C, so a finished "
+            "dispatch starts the next without a receive"
+        )
     if any(r["kind"] == "baseline" and r["setting"] for r in doc["results"]):
         legend.append(
             "node-sqs-consumer NxB: N sqs-consumer instances of batch B; CPU: its Node process's"
