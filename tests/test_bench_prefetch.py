@@ -138,6 +138,7 @@ def test_a_fake_sweep_gives_each_consumer_its_prefetch_and_writes_it(
     table = format_table(doc)
     assert "R=1 C=2 B=10 F=3" in table
     assert "F=N: the consumer's prefetch (--prefetch)" in table
+    assert max(len(line) for line in table.splitlines()) <= 120
     # AND --compare keeps the two apart
     after = copy.deepcopy(doc)
     text = compare(doc, after)

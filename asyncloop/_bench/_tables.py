@@ -86,8 +86,8 @@ def format_table(doc: dict[str, Any]) -> str:
         )
     if any((r["setting"] or {}).get("prefetch") for r in doc["results"]):
         legend.append(
-            "F=N: the consumer's prefetch (--prefetch): N messages held beyond C, so a finished "
-            "dispatch starts the next without a receive"
+            "F=N: the consumer's prefetch (--prefetch), N messages held beyond C: a finished "
+            "dispatch starts the next at once"
         )
     if any(r["kind"] == "baseline" and r["setting"] for r in doc["results"]):
         legend.append(
