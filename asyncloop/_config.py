@@ -52,12 +52,12 @@ class ConsumerConfig:
     Default 0: no message waits locally for a dispatch slot. A prefetched message waits in
     the hand-off until a dispatch finishes (about one dispatch's duration): its visibility
     timeout runs meanwhile and the heartbeat extends it as it does any held message's; a
-    stop dispatches it within `shutdown_grace` or releases it unstarted. Dispatches under
-    way never exceed `max_in_flight` (nor the adaptive limit); held messages are at most
-    the limit plus `prefetch`. Worth about one receive round trip per dispatch: set it to
-    a batch or two (10-20) for short, steady invokes; leave it at 0 for long handlers, FIFO
-    queues with few groups, or several consumers sharing a queue (prefetched messages are
-    invisible to them)."""
+    stop releases it unstarted (visibility 0) at once, while dispatches under way drain.
+    Dispatches under way never exceed `max_in_flight` (nor the adaptive limit); held
+    messages are at most the limit plus `prefetch`. Worth about one receive round trip per
+    dispatch: set it to a batch or two (10-20) for short, steady invokes; leave it at 0 for
+    long handlers, FIFO queues with few groups, or several consumers sharing a queue
+    (prefetched messages are invisible to them)."""
 
     batch_size: int = 10
     """MaxNumberOfMessages per receive (1..10). Default 10."""

@@ -369,6 +369,14 @@ class Consumer(
         if self._lost and message in self._lost:
             self._drop_lost(message)
             return False
+        if self._stopping:
+            # Not started before the stop (a prefetched message waiting for a worker): released
+            # now, as a FIFO group's later messages are; the drain finishes what is under way.
+            acker = self._acker
+            assert acker is not None
+            acker.release(message)
+            self._done(message)
+            return False
         stats = self.stats
         stats.dispatched += 1
         running = self._running

@@ -1,8 +1,8 @@
 """`prefetch`: messages held beyond `max_in_flight`, received ahead so that a finished dispatch
 starts the next one without a receive round trip. Dispatches never exceed `max_in_flight`;
 held messages are at most the dispatch limit plus `prefetch`; the heartbeat keeps a waiting
-prefetched message's lease; a stop releases the unstarted ones; a throttle moves the held
-bound with the limit."""
+prefetched message's lease; a stop releases the unstarted ones at once and drains only what
+runs; a throttle moves the held bound with the limit."""
 
 from __future__ import annotations
 
@@ -144,6 +144,30 @@ async def test_a_stop_releases_prefetched_messages_unstarted() -> None:
     assert consumer.stats.released == 5
     assert consumer.stats.deleted == 0
     assert queue.visible_count == 5
+
+
+@pytest.mark.asyncio
+async def test_a_stop_drains_what_runs_and_does_not_start_what_waits() -> None:
+    # GIVEN 2 dispatches under way and 3 prefetched messages waiting behind them
+    queue = FakeQueue(visibility_timeout=300)
+    queue.send_many(f"m{i}" for i in range(5))
+    gate = Gate(2)
+    consumer = consumer_of(queue, gate, max_in_flight=2, prefetch=3, shutdown_grace=5.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer.run)
+        await wait_for(gate.started)
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        assert consumer.in_flight == 5
+        # WHEN stopped, and the two running dispatches then finish
+        consumer.stop()
+        gate.release.set()
+    # THEN those two were deleted, and the three waiting were released without starting
+    assert len(gate.seen) == 2
+    assert consumer.stats.dispatched == 2
+    assert consumer.stats.deleted == 2
+    assert consumer.stats.released == 3
+    assert queue.visible_count == 3
 
 
 def test_a_throttle_moves_the_held_bound_with_the_dispatch_limit() -> None:
