@@ -1,7 +1,7 @@
 """Reliability under HTTP faults: N messages through a fault-injecting proxy, nothing lost.
 
     python -m bench.reliability --messages 10000 [--fault-rate 0.10] [--seed 1]
-        [--transport sdk|lean] [--json]
+        [--transport sdk|lean] [--prefetch N] [--json]
 
 What it measures: whether every message ends where it should when a tenth of all requests
 fail. fauxqs (SQS, Node) and asyncloop.testing's `LambdaServer` each sit behind a `FaultProxy`
@@ -18,7 +18,8 @@ transport), each service reached through its proxy by ``AWS_ENDPOINT_URL_SQS`` a
 Workload constants: visibility timeout 4 s (heartbeat on), maxReceiveCount 5 (a receive whose
 answer a fault lost still counts, so 2 would send unlucky good messages to the DLQ), failure
 backoff 1 s, client read timeout 2 s (above the 1 s long poll), slow faults held 2.5 s,
-botocore standard retries (5 attempts), 64 in flight, 4 receivers, function latency 2 ms.
+botocore standard retries (5 attempts), 64 in flight, 4 receivers, function latency 2 ms;
+`--prefetch` (default 0) holds that many more, waiting for a dispatch.
 
 The run ends when the source queue is empty and the DLQ holds every poison. Outcomes:
 ``lost`` (sent, neither run successfully nor in the DLQ: must be 0), ``misplaced`` (a good
@@ -66,6 +67,7 @@ class FaultReport:
     poison: int
     fault_rate: float
     transport: str = "sdk"
+    prefetch: int = 0
     seconds: float = 0.0
     succeeded_unique: int = 0
     successful_runs: int = 0
@@ -185,9 +187,10 @@ async def run_fault_scenario(
     seed: int = 1,
     max_seconds: float = 300.0,
     transport: Transport | None = None,
+    prefetch: int = 0,
 ) -> FaultReport:
-    """Run the scenario against a fauxqs it starts, on `transport` (default: `AwsConfig`'s);
-    needs Node (see `node_available`)."""
+    """Run the scenario against a fauxqs it starts, on `transport` (default: `AwsConfig`'s),
+    the consumer prefetching `prefetch` messages; needs Node (see `node_available`)."""
     aws = AwsConfig(region=REGION, read_timeout=READ_TIMEOUT)
     if transport is not None:
         aws = replace(aws, transport=transport)
@@ -204,7 +207,11 @@ async def run_fault_scenario(
     ]
     poison = {b for b in bodies if b.startswith("poison")}
     report = FaultReport(
-        messages=messages, poison=len(poison), fault_rate=fault_rate, transport=aws.transport
+        messages=messages,
+        poison=len(poison),
+        fault_rate=fault_rate,
+        transport=aws.transport,
+        prefetch=prefetch,
     )
     runs: Counter[str] = Counter()
 
@@ -223,6 +230,7 @@ async def run_fault_scenario(
         consumer_config = ConsumerConfig(
             receivers=4,
             max_in_flight=64,
+            prefetch=prefetch,
             wait_time_seconds=1,
             failure_backoff_base=1.0,
             failure_backoff_cap=1.0,
@@ -319,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         default=AwsConfig().transport,
         help="how the consumer's hot calls are sent (default: %(default)s, AwsConfig's)",
     )
+    parser.add_argument(
+        "--prefetch", type=int, default=0, help="the consumer's prefetch (default 0)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if not node_available():
@@ -333,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             max_seconds=args.timeout,
             transport=args.transport,
+            prefetch=args.prefetch,
         )
     )
     if args.json:

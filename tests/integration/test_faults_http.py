@@ -13,7 +13,7 @@ import pytest
 
 from asyncloop._config import Transport
 from asyncloop.testing import node_available
-from bench.reliability import run_fault_scenario
+from bench.reliability import FaultReport, run_fault_scenario
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -29,9 +29,25 @@ async def test_2000_messages_at_10_percent_faults_lose_nothing(transport: Transp
     report = await run_fault_scenario(
         messages=2000, fault_rate=0.10, seed=7, max_seconds=180, transport=transport
     )
-
-    # THEN it ran on that transport, faults really happened on both sides,
+    # THEN it ran on that transport
     assert report.transport == transport
+    _holds_the_contract(report)
+
+
+@pytest.mark.timeout(240)
+async def test_a_prefetching_consumer_loses_nothing_under_the_same_faults() -> None:
+    # GIVEN the same run with 10 messages prefetched beyond the 64 in flight (default transport)
+    report = await run_fault_scenario(
+        messages=2000, fault_rate=0.10, seed=11, max_seconds=180, prefetch=10
+    )
+    # THEN it held the prefetch, and the same contract and bound hold
+    assert report.prefetch == 10
+    assert report.consumer["peak_in_flight"] > 64
+    _holds_the_contract(report)
+
+
+def _holds_the_contract(report: FaultReport) -> None:
+    # Faults really happened on both sides,
     assert sum(report.faults_sqs.values()) > 0
     assert sum(report.faults_lambda.values()) > 0
     # every good message ran and was deleted, only the poison is in the DLQ, none is lost,
