@@ -1,10 +1,11 @@
 """`OpenOnce`: the lifetime of an object that holds connections, opened once and closed once.
 
-`AwsClients` (the aioboto3 clients) and the lean transport's `LeanTransport` (its HTTP
-pools) share it, so the rules are written once: ``async with`` opens; a failure (or a
-cancellation) while opening closes what was opened and goes on; leaving the block closes;
-entering twice is a `RuntimeError`; using the object before it opened is a `RuntimeError`
-("use `async with`"), after it closed a `ClosedError` (closed by its owner, not broken).
+`AwsClients` (the aioboto3 clients), the lean transport's `LeanTransport` (its HTTP pools)
+and asyncloop.testing's `HttpServer` share it, so the rules are written once: ``async with``
+opens; a failure (or a cancellation) while opening closes what was opened and goes on;
+leaving the block closes; entering twice is a `RuntimeError`; using the object before it
+opened is a `RuntimeError` ("use `async with`"), after it closed a `ClosedError` (closed by
+its owner, not broken).
 """
 
 from __future__ import annotations

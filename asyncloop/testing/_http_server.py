@@ -25,12 +25,11 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._exceptions import ClosedError
+from .._lifetime import OpenOnce
 
 if TYPE_CHECKING:
     from ._http_connection import Connection
@@ -79,11 +78,12 @@ def _status_line(status: int) -> str:
     return f"HTTP/1.1 {status} {reason}"
 
 
-class HttpServer:
+class HttpServer(OpenOnce):
     """``async with HttpServer(handler) as server:`` serves `handler` at `endpoint_url`.
 
     Binds 127.0.0.1 on a port the OS picks, never another interface: tests and benchmarks
     must not listen beyond loopback. Runs on the caller's event loop (asyncio or uvloop).
+    Opened once and closed once (`asyncloop._lifetime.OpenOnce`'s rules).
     """
 
     def __init__(self, handler: Handler) -> None:
@@ -91,13 +91,12 @@ class HttpServer:
         self._connections: set[Connection] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._endpoint_url: str | None = None
+        self._endpoint_url = ""
 
     @property
     def endpoint_url(self) -> str:
         """``http://127.0.0.1:<port>``; only while the server runs."""
-        if self._endpoint_url is None:
-            raise ClosedError("the server is not running: use it as `async with`")
+        self._check_open()
         return self._endpoint_url
 
     @property
@@ -112,15 +111,13 @@ class HttpServer:
 
     def spawn(self, answer: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a connection's answering in a task the server owns (ended when it stops)."""
-        if self._server is None:
+        if self._state != "open":
             return
         task = asyncio.get_running_loop().create_task(answer())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def __aenter__(self) -> HttpServer:
-        if self._server is not None:
-            raise RuntimeError("the server is already running")
+    async def _open(self) -> None:
         try:
             from ._http_connection import Connection
         except ImportError as exc:
@@ -131,16 +128,9 @@ class HttpServer:
         self._server = await loop.create_server(lambda: Connection(self), "127.0.0.1", 0)
         host, port = self._server.sockets[0].getsockname()[:2]
         self._endpoint_url = f"http://{host}:{port}"
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _close(self) -> None:
         server, self._server = self._server, None
-        self._endpoint_url = None
         if server is None:
             return
         server.close()
