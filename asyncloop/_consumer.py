@@ -314,10 +314,8 @@ class Consumer(
                 self._news.set()
             if self.stopping:
                 # Received while stopping: nobody will start these, so release them now.
-                assert self._acker is not None
                 for message in messages:
-                    self._acker.release(message)
-                    self._done(message)
+                    self._release_unstarted(message)
                 return
             self._hand_off(messages)
 
@@ -372,10 +370,7 @@ class Consumer(
         if self._stopping:
             # Not started before the stop (a prefetched message waiting for a worker): released
             # now, as a FIFO group's later messages are; the drain finishes what is under way.
-            acker = self._acker
-            assert acker is not None
-            acker.release(message)
-            self._done(message)
+            self._release_unstarted(message)
             return False
         stats = self.stats
         stats.dispatched += 1
@@ -468,6 +463,17 @@ class Consumer(
                 raise
         self._done(message)
         return True
+
+    def _release_unstarted(self, message: Message) -> None:
+        """`message` will not be dispatched: visible again at once (visibility 0), its slot
+        freed; one whose lease was lost is only dropped (SQS owns it already)."""
+        if self._lost and message in self._lost:
+            self._drop_lost(message)
+            return
+        acker = self._acker
+        assert acker is not None
+        acker.release(message)
+        self._done(message)
 
     def _done(self, message: Message) -> None:
         """`message` is finished (deleted, released, failed or lost): free its slot."""

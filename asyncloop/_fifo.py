@@ -14,9 +14,6 @@ from typing import TYPE_CHECKING
 
 from ._types import Message
 
-if TYPE_CHECKING:
-    from ._acker import Acker
-
 __all__ = ("FifoGroups",)
 
 logger = logging.getLogger("asyncloop")
@@ -24,18 +21,14 @@ logger = logging.getLogger("asyncloop")
 
 class FifoGroups:
     """Consumer's FIFO part. Needs from the consumer: `_groups` (group id -> the messages
-    waiting behind the running one), `_stopping`, `_acker`, `_lost`, `_done`, `_drop_lost`."""
+    waiting behind the running one), `_stopping`, `_release_unstarted`."""
 
     _groups: dict[str, deque[Message]]
     _stopping: bool
-    _acker: Acker | None
-    _lost: set[Message]
 
     if TYPE_CHECKING:
 
-        def _done(self, message: Message) -> None: ...
-
-        def _drop_lost(self, message: Message) -> None: ...
+        def _release_unstarted(self, message: Message) -> None: ...
 
     def _admit(self, messages: Sequence[Message]) -> list[Message]:
         """FIFO: queue each message behind its group's; return the heads of idle groups."""
@@ -62,16 +55,11 @@ class FifoGroups:
             return waiting.popleft()
         del self._groups[group]
         if waiting:
-            assert self._acker is not None
             logger.info(
                 "releasing %d later message(s) of group after message %s, unstarted",
                 len(waiting),
                 message.message_id,
             )
             for later in waiting:
-                if later in self._lost:
-                    self._drop_lost(later)
-                    continue
-                self._acker.release(later)
-                self._done(later)
+                self._release_unstarted(later)
         return None
