@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ("Connection",)
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_TEXT: Final = (("Content-Type", "text/plain"),)
 
 
 class Connection(asyncio.Protocol):
@@ -101,7 +102,7 @@ class Connection(asyncio.Protocol):
             self._transport.write(data)
 
     def _refuse(self, status: HTTPStatus, detail: bytes) -> None:
-        self.write(Reply(status, detail, (("Content-Type", "text/plain"),)).encode(close=True))
+        self.write(Reply(status, detail, _TEXT).encode(close=True))
         self._close()
 
     def _close(self) -> None:
@@ -118,7 +119,7 @@ class Connection(asyncio.Protocol):
                     reply = Reply(
                         HTTPStatus.INTERNAL_SERVER_ERROR,
                         f"{type(exc).__name__}: {exc}".encode(),
-                        (("Content-Type", "text/plain"),),
+                        _TEXT,
                     )
                 self.write(reply.encode(close=not keep_alive))
                 if not keep_alive:
